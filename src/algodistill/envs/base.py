@@ -1,0 +1,90 @@
+"""What every task family provides, and the input checks they share."""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+import numpy as np
+
+from algodistill.envs.spec import EnvSpec
+from algodistill.errors import UserError
+from algodistill.rng import np_rng
+
+SPLIT_SEED = 2210_14215
+"""Seed of the fixed permutations that define the train/test splits (the paper's arXiv number)."""
+
+
+class BatchedEnv(Protocol):
+    """N tasks stepped together. Episodes have a fixed length, so `done_t` is all-True or all-False;
+    after a done step the caller resets explicitly: there is no hidden reset step."""
+
+    spec: EnvSpec
+    num_envs: int
+    task_ids: np.ndarray
+
+    def reset(self) -> np.ndarray: ...
+
+    def step(self, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def expert_action(self) -> np.ndarray: ...
+
+
+class TaskFamily(ABC):
+    """A task family: its spec, its task list and split, reference returns, and batched envs."""
+
+    spec: EnvSpec
+
+    @abstractmethod
+    def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> BatchedEnv:
+        """A batched env over `task_ids`; `ids` are the streams' global indices for randomness."""
+
+    @abstractmethod
+    def split(self, name: str) -> np.ndarray:
+        """Task ids of a split ("train", "test", ...): sorted, disjoint, deterministic."""
+
+    @abstractmethod
+    def optimal_return(self, task_ids: np.ndarray) -> np.ndarray:
+        """Expected episode return of the optimal policy on each task. (n,) float64"""
+
+    @abstractmethod
+    def random_return(self, task_ids: np.ndarray) -> np.ndarray:
+        """Expected episode return of the uniform-random policy on each task. (n,) float64"""
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return ("train", "test")
+
+    def check_task_ids(self, task_ids: np.ndarray) -> np.ndarray:
+        """Task ids as int64, or a UserError naming the bad value and the allowed range."""
+        t = np.asarray(task_ids)
+        n = self.spec.num_tasks
+        if t.ndim != 1 or (t.size and not np.issubdtype(t.dtype, np.integer)):
+            raise UserError(f"task ids for {self.spec.name} must be a 1-D integer array, got {t!r}")
+        bad = t[(t < 0) | (t >= n)]
+        if bad.size:
+            raise UserError(f"task={int(bad[0])} is out of range for {self.spec.name}: choose an integer in [0, {n})")
+        return t.astype(np.int64)
+
+    def check_actions(self, a_t: np.ndarray, n: int) -> np.ndarray:
+        """Actions as an int array of shape (n,), or a UserError naming the value and the allowed range."""
+        a = np.asarray(a_t)
+        A = self.spec.num_actions
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise UserError(f"action={a_t!r} is malformed for {self.spec.name}: pass {n} integer(s) in [0, {A})")
+        if n and (a.min() < 0 or a.max() >= A):
+            bad = a[(a < 0) | (a >= A)][0]
+            raise UserError(f"action={int(bad)} is out of range for {self.spec.name}: choose an integer in [0, {A})")
+        return a
+
+    def _checked_split(self, splits: dict[str, np.ndarray], name: str) -> np.ndarray:
+        if name not in splits:
+            raise UserError(f"split={name!r} is unknown for {self.spec.name}: choose one of {sorted(splits)}")
+        return splits[name]
+
+
+def split_by_permutation(family: str, num_tasks: int, num_test: int) -> dict[str, np.ndarray]:
+    """Hold out `num_test` tasks chosen by a permutation fixed by (SPLIT_SEED, family name)."""
+    perm = np_rng(SPLIT_SEED, zlib.crc32(family.encode())).permutation(num_tasks)
+    return {"train": np.sort(perm[num_test:]), "test": np.sort(perm[:num_test])}

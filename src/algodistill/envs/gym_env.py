@@ -1,0 +1,78 @@
+"""Single-task Gymnasium envs built on the batched simulators (one task, N = 1).
+
+`gymnasium.make("algodistill/DarkRoom-v0", task=i)` fixes the task to index i of the family's task
+list; without `task`, every reset draws a random training task (or `reset(options={"task": i})`).
+Episodes end with `truncated=True` after the family's fixed length (a time limit, not a terminal
+state). The env never autoresets: after an episode ends, call `reset()`.
+
+The bandit is the one exception to "a gym episode is a family episode": its AD episode is a single
+trial, but a gymnasium episode of one step is degenerate (and fails `check_env`), so a gym episode
+plays the task's 100 trials; the trials are the batched env's one-step episodes, back to back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from algodistill.envs.base import BatchedEnv, TaskFamily
+
+
+class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
+    """One task of a family as a plain `gymnasium.Env`."""
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
+
+    def __init__(self, family: str, task: int | None = None, render_mode: str | None = None):
+        from algodistill.envs import get_family
+
+        self.family: TaskFamily = get_family(family)
+        spec = self.family.spec
+        self.fixed_task = None if task is None else int(self.family.check_task_ids(np.array([task]))[0])
+        self.observation_space = spaces.MultiDiscrete(np.array(spec.obs_high), dtype=np.int64)
+        self.action_space = spaces.Discrete(spec.num_actions)
+        self.render_mode = render_mode
+        self.task: int | None = None
+        self._inner: BatchedEnv | None = None
+        self._obs = np.zeros(spec.obs_dim, dtype=np.int64)
+        self.steps_per_episode = getattr(self.family, "trials_per_task", spec.episode_length)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        task = (options or {}).get("task", self.fixed_task)
+        if task is None:
+            train = self.family.split("train")
+            task = int(train[self.np_random.integers(len(train))])
+        task = int(self.family.check_task_ids(np.array([task]))[0])
+        # A new seed or a new task starts a new inner env; otherwise the next episode of the same
+        # stream follows, exactly as in the batched env.
+        if seed is not None or self._inner is None or task != self.task:
+            inner_seed = seed if seed is not None else int(self.np_random.integers(2**62))
+            self._inner = self.family.make(np.array([task]), seed=inner_seed)
+            self.task = task
+        self._obs = self._inner.reset()[0].astype(np.int64)
+        self._t = 0
+        return self._obs, {"task": task}
+
+    def step(self, action):
+        if self._inner is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action)
+        if a.shape != () or not self.action_space.contains(a.astype(np.int64)):
+            self.family.check_actions(a.reshape(-1), 1)  # raises the one-line UserError
+        o, r, done = self._inner.step(a.reshape(1).astype(np.int64))
+        self._t += 1
+        truncated = self._t == self.steps_per_episode
+        if done[0] and not truncated:  # bandit: the next trial starts; it records no transition
+            o = self._inner.reset()
+        self._obs = o[0].astype(np.int64)
+        return self._obs, float(r[0]), False, truncated, {"task": self.task}
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return f"task={self.task} obs={self._obs.tolist()}"
+        return None
