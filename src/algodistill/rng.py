@@ -42,6 +42,19 @@ def uniform(keys: np.ndarray, counter: int, stream: int = 0) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def uniform_block(keys: np.ndarray, start: int, count: int, stream: int = 0) -> np.ndarray:
+    """Draws number start .. start+count-1 of `stream` for every key, in one call. (N, count) float64
+
+    Equal to stacking `uniform(keys, c, stream)` for c in that range, so a learner's numbers do not
+    depend on how many are drawn at once (e.g. per-learner network initialisation).
+    """
+    c = ((np.arange(start, start + count, dtype=np.uint64) & np.uint64(0xFFFFFFFFFFFF)) << np.uint64(16)) | np.uint64(
+        stream & 0xFFFF
+    )  # (count,)
+    z = _mix(keys[:, None] ^ _mix(c)[None, :])  # (N, count)
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 def integers(keys: np.ndarray, counter: int, high: int | np.ndarray, stream: int = 0) -> np.ndarray:
     """Uniform integers in [0, high) for every key. (N,) int64"""
     return np.minimum((uniform(keys, counter, stream) * high).astype(np.int64), np.asarray(high) - 1)

@@ -31,6 +31,12 @@ class BatchedEnv(Protocol):
     def expert_action(self) -> np.ndarray: ...
 
 
+def _one_line(value: object, limit: int = 60) -> str:
+    """repr(value) on one line, shortened: error messages must stay one line even for big arrays."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TaskFamily(ABC):
     """A task family: its spec, its task list and split, reference returns, and batched envs."""
 
@@ -61,7 +67,7 @@ class TaskFamily(ABC):
         t = np.asarray(task_ids)
         n = self.spec.num_tasks
         if t.ndim != 1 or (t.size and not np.issubdtype(t.dtype, np.integer)):
-            raise UserError(f"task ids for {self.spec.name} must be a 1-D integer array, got {t!r}")
+            raise UserError(f"task ids for {self.spec.name} must be a 1-D integer array, got {_one_line(task_ids)}")
         bad = t[(t < 0) | (t >= n)]
         if bad.size:
             raise UserError(f"task={int(bad[0])} is out of range for {self.spec.name}: choose an integer in [0, {n})")
@@ -72,7 +78,8 @@ class TaskFamily(ABC):
         a = np.asarray(a_t)
         A = self.spec.num_actions
         if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-            raise UserError(f"action={a_t!r} is malformed for {self.spec.name}: pass {n} integer(s) in [0, {A})")
+            shown = _one_line(a_t)
+            raise UserError(f"action={shown} is malformed for {self.spec.name}: pass {n} integer(s) in [0, {A})")
         if n and (a.min() < 0 or a.max() >= A):
             bad = a[(a < 0) | (a >= A)][0]
             raise UserError(f"action={int(bad)} is out of range for {self.spec.name}: choose an integer in [0, {A})")

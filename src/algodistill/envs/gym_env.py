@@ -24,7 +24,7 @@ from algodistill.envs.base import BatchedEnv, TaskFamily
 class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
     """One task of a family as a plain `gymnasium.Env`."""
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
 
     def __init__(self, family: str, task: int | None = None, render_mode: str | None = None):
         from algodistill.envs import get_family
@@ -62,7 +62,7 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
         if self._inner is None:
             raise RuntimeError("call reset() before step()")
         a = np.asarray(action)
-        if a.shape != () or not self.action_space.contains(a.astype(np.int64)):
+        if a.shape != () or not np.issubdtype(a.dtype, np.integer) or not self.action_space.contains(a):
             self.family.check_actions(a.reshape(-1), 1)  # raises the one-line UserError
         o, r, done = self._inner.step(a.reshape(1).astype(np.int64))
         self._t += 1
