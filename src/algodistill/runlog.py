@@ -1,0 +1,125 @@
+"""A training run's outputs besides the checkpoint: metrics.jsonl, TensorBoard, a progress bar, signals.
+
+`RunLog` is rank 0's logger: one JSON object per line in `out/metrics.jsonl` (always; plain text that
+any tool reads), TensorBoard scalars under `out/tb` when `torch.utils.tensorboard` imports (optional
+extra), and a rich progress bar on a terminal. `StopSignals` turns the first SIGINT/SIGTERM into a
+request to stop at the next step boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from algodistill.atomic import atomic_write_bytes
+
+METRICS = "metrics.jsonl"
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard + progress bar of a run in `out`, resumed at `step` (rank 0 only: active)."""
+
+    def __init__(self, out: Path, *, step: int, total: int, active: bool = True, quiet: bool = False) -> None:
+        self.out, self.step, self.active = out, step, active
+        self.metrics, self.t_start = out / METRICS, time.perf_counter()
+        self.tb: Any = None  # a SummaryWriter when tensorboard is installed
+        self.console = Console(stderr=True, quiet=quiet or not active)
+        # The bar only on a terminal: in CI logs and pipes a line per metrics row is printed instead.
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[s]}"),
+                                 TimeRemainingColumn(), console=self.console,
+                                 disable=quiet or not active or not sys.stderr.isatty())
+        self.task = self.progress.add_task("train", total=total, completed=step, s="")
+
+    def __enter__(self) -> RunLog:
+        if not self.active:
+            return self
+        self.out.mkdir(parents=True, exist_ok=True)
+        # Keep the lines up to the checkpoint we resume from: a killed run may have logged further, or
+        # have been killed in the middle of a line.
+        lines = self.metrics.read_text().splitlines() if self.metrics.is_file() else []
+        kept = [ln for ln in lines if (row := _parse(ln)) is not None and row.get("step", math.inf) <= self.step]
+        atomic_write_bytes(self.metrics, "".join(ln + "\n" for ln in kept).encode())
+        self.file = open(self.metrics, "a")  # closed in __exit__
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
+        self.progress.start()
+        return self
+
+    def print(self, text: str) -> None:
+        """A summary line on stderr (not when quiet)."""
+        self.console.print(text)
+
+    def elapsed(self) -> float:
+        """Seconds since this process started the run."""
+        return time.perf_counter() - self.t_start
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Log one metrics row (needs step, loss, accuracy, lr, steps_per_s)."""
+        if not self.active:
+            return
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+        s = f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} lr {row['lr']:.1e} {row['steps_per_s']:.1f} it/s"
+        self.progress.update(self.task, completed=row["step"], s=s)
+        if self.progress.disable:
+            self.console.print(f"step {row['step']}: {s}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            self.progress.stop()
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
+class StopSignals:
+    """First SIGINT/SIGTERM: set `requested` (the trainer saves and stops at the step boundary).
+
+    A second signal raises KeyboardInterrupt at once: during a save, `atomic.atomic_path` then removes
+    its temporary file and the previous checkpoint stays. Handlers are installed only in the main
+    thread (Python allows no other) and restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: saving at the end of this step (again to quit without saving)",
+              file=sys.stderr)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
