@@ -87,26 +87,33 @@ def main(args: Args) -> None:
     hist = q_learning_histories(args.learners, args.episodes)
     N, T = hist.num_histories, hist.T
     returns = hist.rewards.reshape(N, args.episodes, -1).sum(-1)  # (N, E)
-    print(f"generated {N} x {T} = {N * T:,} transitions in {time.perf_counter() - t0:.1f} s "
-          f"(return: first 10% of episodes {returns[:, : args.episodes // 10].mean():.2f}, "
-          f"last 10% {returns[:, -args.episodes // 10 :].mean():.2f})")
+    print(
+        f"generated {N} x {T} = {N * T:,} transitions in {time.perf_counter() - t0:.1f} s "
+        f"(return: first 10% of episodes {returns[:, : args.episodes // 10].mean():.2f}, "
+        f"last 10% {returns[:, -args.episodes // 10 :].mean():.2f})"
+    )
     meta = {"spec": asdict(envs.get_family("darkroom").spec), "source": {"name": "q-learning"}, "seed": 0}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
         for i, s in enumerate(range(0, N, args.shard_size)):
-            part = D.Histories(*(getattr(hist, f)[s : s + args.shard_size]
-                                 for f in ("obs", "actions", "rewards", "dones", "task_ids")))
+            part = D.Histories(
+                *(getattr(hist, f)[s : s + args.shard_size] for f in ("obs", "actions", "rewards", "dones", "task_ids"))
+            )
             D.write_shard(out, i, part, learner_start=s, num_histories=N, meta=meta, config={"bench": True})
         D.finalize(out)
         write_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in out.glob("shard-*.h5"))
-        print(f"written in {write_s:.1f} s; on disk {size / 2**20:.1f} MiB = {size / (N * T):.2f} bytes/transition "
-              f"(target <= 3; raw uint8 fields would be {2 + 1 + 1 + 1})")
+        print(
+            f"written in {write_s:.1f} s; on disk {size / 2**20:.1f} MiB = {size / (N * T):.2f} bytes/transition "
+            f"(target <= 3; raw uint8 fields would be {2 + 1 + 1 + 1})"
+        )
         t0 = time.perf_counter()
         ram = D.Dataset.open(out)
-        print(f"Dataset.open (sha256 of every shard + load into RAM): {time.perf_counter() - t0:.2f} s, "
-              f"in_ram={ram.in_ram}")
+        print(
+            f"Dataset.open (sha256 of every shard + load into RAM): {time.perf_counter() - t0:.2f} s, "
+            f"in_ram={ram.in_ram}"
+        )
         # Lazy: with the default chunk cache (the dataset fits in it), then with none, so that every read
         # decompresses its chunks: the worst case, a dataset much larger than the cache.
         for name, cache in (("in RAM", None), ("lazy, chunk cache", D.CHUNK_CACHE_BYTES), ("lazy, no cache", 0)):
@@ -115,8 +122,10 @@ def main(args: Args) -> None:
             ds = ram if cache is None else D.Dataset.open(out, max_ram_bytes=0, verify=False)
             for subsample in (1, 10):
                 w = windows_per_second(ds, args, subsample)
-                print(f"sample B={args.batch_size} c={args.context} subsample={subsample:>2} {name:<17}: "
-                      f"{w:>9,.0f} windows/s (target >= 10,000)")
+                print(
+                    f"sample B={args.batch_size} c={args.context} subsample={subsample:>2} {name:<17}: "
+                    f"{w:>9,.0f} windows/s (target >= 10,000)"
+                )
             ds.close()
 
 

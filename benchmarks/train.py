@@ -53,29 +53,51 @@ def make_data(out: Path, n: int = 64, episodes: int = 20) -> Path:
     T, H = episodes * spec.episode_length, spec.episode_length
     rng = np.random.default_rng(0)
     obs = np.stack([rng.integers(0, h, (n, T)) for h in spec.obs_high], -1).astype(np.uint8)  # (n, T, 2)
-    hist = Histories(obs, rng.integers(0, spec.num_actions, (n, T)).astype(np.uint8),
-                     (rng.random((n, T)) < 0.1).astype(np.float32),
-                     np.broadcast_to((np.arange(T) + 1) % H == 0, (n, T)).copy(), np.arange(n, dtype=np.int64))
-    write_shard(out, 0, hist, learner_start=0, num_histories=n, meta={"spec": spec_dict(spec)},
-                config={"benchmark": "train"})
+    hist = Histories(
+        obs,
+        rng.integers(0, spec.num_actions, (n, T)).astype(np.uint8),
+        (rng.random((n, T)) < 0.1).astype(np.float32),
+        np.broadcast_to((np.arange(T) + 1) % H == 0, (n, T)).copy(),
+        np.arange(n, dtype=np.int64),
+    )
+    write_shard(
+        out, 0, hist, learner_start=0, num_histories=n, meta={"spec": spec_dict(spec)}, config={"benchmark": "train"}
+    )
     finalize(out)
     return out
 
 
-def measure(data: Path, out: Path, preset: str, layout: Literal["step", "sar"], device: str, steps: int,
-            warmup: int) -> dict:
+def measure(
+    data: Path, out: Path, preset: str, layout: Literal["step", "sar"], device: str, steps: int, warmup: int
+) -> dict:
     """Steps/s over `steps` timed steps after `warmup` untimed ones, from the run's own metrics.jsonl."""
     steps = -(-steps // warmup) * warmup  # a multiple of warmup: metrics lines at warmup, 2 warmup, ...
     base = preset_config(preset, "darkroom")
-    cfg = preset_config(preset, "darkroom", data=data, out=out, model=dataclasses.replace(base.model, layout=layout),
-                        steps=warmup + steps, warmup_steps=0, log_every=warmup, ckpt_every=10**9, device=device,
-                        quiet=True)
+    cfg = preset_config(
+        preset,
+        "darkroom",
+        data=data,
+        out=out,
+        model=dataclasses.replace(base.model, layout=layout),
+        steps=warmup + steps,
+        warmup_steps=0,
+        log_every=warmup,
+        ckpt_every=10**9,
+        device=device,
+        quiet=True,
+    )
     train(cfg)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:]  # drop the warm-up line
     sps = steps / sum(warmup / r["steps_per_s"] for r in rows)
-    return {"preset": preset, "layout": layout, "device": device, "batch": cfg.batch_size,
-            "context": cfg.model.context, "steps_per_s": sps,
-            "history_steps_per_s": sps * cfg.batch_size * cfg.model.context}
+    return {
+        "preset": preset,
+        "layout": layout,
+        "device": device,
+        "batch": cfg.batch_size,
+        "context": cfg.model.context,
+        "steps_per_s": sps,
+        "history_steps_per_s": sps * cfg.batch_size * cfg.model.context,
+    }
 
 
 def main(args: Args) -> None:
@@ -93,20 +115,39 @@ def main(args: Args) -> None:
                     out = Path(tmp) / f"{device}-{preset}-{layout}"
                     results.append(measure(data, out, preset, layout, device, steps, args.warmup))
                     r = results[-1]
-                    print(f"{device} {preset} {layout}: {r['steps_per_s']:.2f} steps/s, "
-                          f"{r['history_steps_per_s']:,.0f} history steps/s", flush=True)
+                    print(
+                        f"{device} {preset} {layout}: {r['steps_per_s']:.2f} steps/s, "
+                        f"{r['history_steps_per_s']:,.0f} history steps/s",
+                        flush=True,
+                    )
     table = Table(title=f"AD training throughput (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
-    for col in ("device", "shape", "batch x context", "step: steps/s", "step: hist steps/s", "sar: steps/s",
-                "sar: hist steps/s", "step / sar"):
+    for col in (
+        "device",
+        "shape",
+        "batch x context",
+        "step: steps/s",
+        "step: hist steps/s",
+        "sar: steps/s",
+        "sar: hist steps/s",
+        "step / sar",
+    ):
         table.add_column(col, justify="right")
     for device in devices:
         for preset in ("quick", "paper"):
-            one, three = (next(r for r in results if (r["device"], r["preset"], r["layout"]) == (device, preset, lay))
-                          for lay in ("step", "sar"))
-            table.add_row(device, preset, f"{one['batch']} x {one['context']}", f"{one['steps_per_s']:.2f}",
-                          f"{one['history_steps_per_s']:,.0f}", f"{three['steps_per_s']:.2f}",
-                          f"{three['history_steps_per_s']:,.0f}",
-                          f"{one['steps_per_s'] / three['steps_per_s']:.2f}x")
+            one, three = (
+                next(r for r in results if (r["device"], r["preset"], r["layout"]) == (device, preset, lay))
+                for lay in ("step", "sar")
+            )
+            table.add_row(
+                device,
+                preset,
+                f"{one['batch']} x {one['context']}",
+                f"{one['steps_per_s']:.2f}",
+                f"{one['history_steps_per_s']:,.0f}",
+                f"{three['steps_per_s']:.2f}",
+                f"{three['history_steps_per_s']:,.0f}",
+                f"{one['steps_per_s'] / three['steps_per_s']:.2f}x",
+            )
     Console(width=160).print(table)
 
 

@@ -74,10 +74,13 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, run):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"not a zip", "refused"),
-    (None, "not found"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a zip", "refused"),
+        (None, "not found"),
+    ],
+)
 def test_unreadable_files_are_user_errors(tmp_path, content, message):
     path = tmp_path / "ckpt.pt"
     if content is not None:
@@ -101,17 +104,20 @@ def edited(run: Path, tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda c: c.pop("optimizer"), "missing the field 'optimizer'"),
-    (lambda c: c.update(extra=1), "unknown field 'extra'"),
-    (lambda c: c.update(format="other"), "not an algodistill training checkpoint"),
-    (lambda c: c.update(version=99), "format version 99"),
-    (lambda c: c["model"].pop("head.weight"), "lacks the tensor 'head.weight'"),
-    (lambda c: c["model"].update(bogus=torch.zeros(1)), "has a tensor 'bogus'"),
-    (lambda c: c["config"]["model"].update(n_embd=32), r"tensor '.*' is \(.*\), the model expects"),
-    (lambda c: c["config"]["model"].update(n_embd=15), "not divisible"),
-    (lambda c: c["spec"].update(num_actions=4), "another definition of env"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.pop("optimizer"), "missing the field 'optimizer'"),
+        (lambda c: c.update(extra=1), "unknown field 'extra'"),
+        (lambda c: c.update(format="other"), "not an algodistill training checkpoint"),
+        (lambda c: c.update(version=99), "format version 99"),
+        (lambda c: c["model"].pop("head.weight"), "lacks the tensor 'head.weight'"),
+        (lambda c: c["model"].update(bogus=torch.zeros(1)), "has a tensor 'bogus'"),
+        (lambda c: c["config"]["model"].update(n_embd=32), r"tensor '.*' is \(.*\), the model expects"),
+        (lambda c: c["config"]["model"].update(n_embd=15), "not divisible"),
+        (lambda c: c["spec"].update(num_actions=4), "another definition of env"),
+    ],
+)
 def test_malformed_or_mismatching_checkpoints_are_refused(run, tmp_path, edit, message):
     with pytest.raises(UserError, match=message):
         load_model(edited(run, tmp_path, edit))

@@ -33,12 +33,24 @@ def make_histories(n: int, T: int, start: int = 0, float_rewards: bool = False) 
     rewards = rng.integers(0, 3, (n, T)).astype(np.float32)
     if float_rewards:
         rewards = rewards * np.float32(0.25)
-    return D.Histories(obs.astype(np.uint8), rng.integers(0, NUM_ACTIONS, (n, T)).astype(np.uint8), rewards,
-                       np.broadcast_to((t + 1) % H == 0, (n, T)).copy(), np.arange(start, start + n) * 10)
+    return D.Histories(
+        obs.astype(np.uint8),
+        rng.integers(0, NUM_ACTIONS, (n, T)).astype(np.uint8),
+        rewards,
+        np.broadcast_to((t + 1) % H == 0, (n, T)).copy(),
+        np.arange(start, start + n) * 10,
+    )
 
 
-def write_dataset(out: Path, N: int = 6, T: int = 44, shard_size: int = 4, config: dict | None = None,
-                  float_rewards: bool = False, shards: list[int] | None = None) -> D.Histories:
+def write_dataset(
+    out: Path,
+    N: int = 6,
+    T: int = 44,
+    shard_size: int = 4,
+    config: dict | None = None,
+    float_rewards: bool = False,
+    shards: list[int] | None = None,
+) -> D.Histories:
     """Write the shards (all, or those listed) of an N-learner dataset, finalize when all are written."""
     starts = list(range(0, N, shard_size))
     for i, s in enumerate(starts):
@@ -87,15 +99,19 @@ def test_shard_file_layout(tmp_path):
         assert f["rewards"].dtype == np.uint8 and f["rewards"].attrs["logical_dtype"] == "float32"
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["config_hash"] == D.config_hash(CONFIG) and m["num_histories"] == 6 and m["T"] == 44
-    assert [(s["file"], s["start"], s["end"]) for s in m["shards"]] == [("shard-00000.h5", 0, 4),
-                                                                       ("shard-00001.h5", 4, 6)]
+    assert [(s["file"], s["start"], s["end"]) for s in m["shards"]] == [
+        ("shard-00000.h5", 0, 4),
+        ("shard-00001.h5", 4, 6),
+    ]
 
 
 def test_same_histories_give_same_bytes(tmp_path):
-    a = D.write_shard(tmp_path / "a", 0, make_histories(3, 8), learner_start=0, num_histories=3, meta=META,
-                      config=CONFIG)
-    b = D.write_shard(tmp_path / "b", 0, make_histories(3, 8), learner_start=0, num_histories=3, meta=META,
-                      config=CONFIG)
+    a = D.write_shard(
+        tmp_path / "a", 0, make_histories(3, 8), learner_start=0, num_histories=3, meta=META, config=CONFIG
+    )
+    b = D.write_shard(
+        tmp_path / "b", 0, make_histories(3, 8), learner_start=0, num_histories=3, meta=META, config=CONFIG
+    )
     assert a == b  # sha256 included: HDF5 writes no timestamps
 
 
@@ -271,8 +287,9 @@ def _check_windows(batch, hist: D.Histories, k: int, c: int) -> None:
         np.testing.assert_array_equal(a_t[b], hist.actions[h, t])
         np.testing.assert_array_equal(a_tm1[b, 1:], hist.actions[h, t[:-1]])
         np.testing.assert_array_equal(r_tm1[b, 1:], hist.rewards[h, t[:-1]])
-        prev_a, prev_r = (NUM_ACTIONS, 0.0) if pos == 0 else (hist.actions[h, kept[pos - 1]],
-                                                               hist.rewards[h, kept[pos - 1]])
+        prev_a, prev_r = (
+            (NUM_ACTIONS, 0.0) if pos == 0 else (hist.actions[h, kept[pos - 1]], hist.rewards[h, kept[pos - 1]])
+        )
         assert (a_tm1[b, 0], r_tm1[b, 0]) == (prev_a, prev_r)
 
 

@@ -35,16 +35,36 @@ torch.save(models[0].state_dict(), os.path.join(sys.argv[2], "rank%s.pt" % os.en
 def test_two_gloo_ranks_equal_one_process(tmp_path):
     data = make_dataset(tmp_path / "data")
     # No dropout or token masking: those draw per-rank random numbers, everything else is deterministic.
-    model = {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_ff": 32, "context": 40, "dropout": 0.0,
-             "attn_dropout": 0.0, "token_mask": 0.0}
+    model = {
+        "n_embd": 16,
+        "n_layer": 1,
+        "n_head": 2,
+        "n_ff": 32,
+        "context": 40,
+        "dropout": 0.0,
+        "attn_dropout": 0.0,
+        "token_mask": 0.0,
+    }
     cfg = tiny(data, tmp_path / "ddp", model=model, steps=5, ckpt_every=2)
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     torchrun = Path(sys.executable).parent / "torchrun"
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(worker),
-                           json.dumps(config_to_dict(cfg)), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=110)
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(worker),
+            json.dumps(config_to_dict(cfg)),
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -58,6 +78,8 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     single = load_checkpoint(train(tiny(data, tmp_path / "single", model=model, steps=5, ckpt_every=2)))
     for k, v in single["model"].items():
         torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
-    ddp_loss, one_loss = ([json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-                          for d in ("ddp", "single"))
+    ddp_loss, one_loss = (
+        [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("ddp", "single")
+    )
     assert ddp_loss == pytest.approx(one_loss, rel=1e-5)

@@ -45,9 +45,13 @@ def make_dataset(out: Path, env: str = "darkroom", n: int = 8, episodes: int = 1
     T = episodes * H
     rng = np.random.default_rng(0)
     obs = np.stack([rng.integers(0, h, (n, T)) for h in spec.obs_high], -1).astype(np.uint8)  # (n, T, D)
-    hist = Histories(obs, rng.integers(0, spec.num_actions, (n, T)).astype(np.uint8),
-                     (rng.random((n, T)) < 0.2).astype(np.float32),
-                     np.broadcast_to((np.arange(T) + 1) % H == 0, (n, T)).copy(), np.arange(n, dtype=np.int64))
+    hist = Histories(
+        obs,
+        rng.integers(0, spec.num_actions, (n, T)).astype(np.uint8),
+        (rng.random((n, T)) < 0.2).astype(np.float32),
+        np.broadcast_to((np.arange(T) + 1) % H == 0, (n, T)).copy(),
+        np.arange(n, dtype=np.int64),
+    )
     meta = {"spec": spec_dict(spec), "source": {"name": source}}
     write_shard(out, 0, hist, learner_start=0, num_histories=n, meta=meta, config={"env": env, "source": source})
     finalize(out)
@@ -61,8 +65,18 @@ def data(tmp_path_factory) -> Path:
 
 def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
     """A config that trains in well under a second per 10 steps on one CPU thread."""
-    kw = dict(data=data, out=out, model=TINY_MODEL, steps=8, batch_size=8, warmup_steps=2, ckpt_every=4,
-              log_every=1, device="cpu", quiet=True)
+    kw = dict(
+        data=data,
+        out=out,
+        model=TINY_MODEL,
+        steps=8,
+        batch_size=8,
+        warmup_steps=2,
+        ckpt_every=4,
+        log_every=1,
+        device="cpu",
+        quiet=True,
+    )
     env = overrides.pop("env", "darkroom")
     return preset_config("quick", env, **(kw | overrides))
 
@@ -157,16 +171,43 @@ def test_resume_refuses_another_config_naming_the_field(data, tmp_path):
 def cli_args(data: Path, out: Path, *extra: str) -> list[str]:
     """`algodistill train` flags for the tiny config."""
     m = TINY_MODEL
-    return ["train", "--data", str(data), "--out", str(out), "--batch-size", "8", "--warmup-steps", "2",
-            "--log-every", "1", "--device", "cpu", "--quiet", "--model.n-embd", str(m["n_embd"]), "--model.n-layer",
-            str(m["n_layer"]), "--model.n-head", str(m["n_head"]), "--model.n-ff", str(m["n_ff"]), "--model.context",
-            str(m["context"]), *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--warmup-steps",
+        "2",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--model.n-embd",
+        str(m["n_embd"]),
+        "--model.n-layer",
+        str(m["n_layer"]),
+        "--model.n-head",
+        str(m["n_head"]),
+        "--model.n-ff",
+        str(m["n_ff"]),
+        "--model.context",
+        str(m["context"]),
+        *extra,
+    ]
 
 
 def test_sigint_in_a_subprocess_saves_and_exits_130(data, tmp_path):
     args = cli_args(data, tmp_path, "--steps", "100000", "--ckpt-every", "1000")
-    proc = subprocess.Popen([sys.executable, "-m", "algodistill.cli", *args], stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "algodistill.cli", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
     metrics, deadline = tmp_path / "metrics.jsonl", time.monotonic() + 60
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
@@ -177,16 +218,32 @@ def test_sigint_in_a_subprocess_saves_and_exits_130(data, tmp_path):
     ckpt = load_checkpoint(tmp_path / "ckpt.pt")
     last = json.loads(metrics.read_text().splitlines()[-1])["step"]
     assert 3 <= ckpt["step"] == last < 100_000  # the last finished step, which was also logged
-    assert err.strip().splitlines()[-1] == f"interrupted: saved step {last} to {tmp_path / 'ckpt.pt'}; run the same " \
-                                           "command to resume"
+    assert (
+        err.strip().splitlines()[-1] == f"interrupted: saved step {last} to {tmp_path / 'ckpt.pt'}; run the same "
+        "command to resume"
+    )
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
     load_model(tmp_path / "ckpt.pt")
 
 
 def test_cli_exit_codes(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # divergence: exit 1, one line naming the step
-        cli.main(cli_args(data, tmp_path / "a", "--steps", "20", "--lr", "1e30", "--min-lr", "0", "--grad-clip", "0",
-                          "--warmup-steps", "0"))
+        cli.main(
+            cli_args(
+                data,
+                tmp_path / "a",
+                "--steps",
+                "20",
+                "--lr",
+                "1e30",
+                "--min-lr",
+                "0",
+                "--grad-clip",
+                "0",
+                "--warmup-steps",
+                "0",
+            )
+        )
     assert info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: step ") and "non-finite" in err[0]
@@ -237,26 +294,34 @@ def test_absurd_lr_stops_and_never_saves_nonfinite_weights(data, tmp_path):
 # ----------------------------------------------------------------------------- validation before any work
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (dict(env="keydoor"), "holds 'darkroom' histories, not env='keydoor'"),
-    (dict(model=TINY_MODEL | {"context": 400}), "context=400 is longer than the histories"),
-    (dict(subsample=4, model=TINY_MODEL | {"context": 80}), r"context=80 is longer .* \(60 steps with subsample=4"),
-    (dict(device="cuda"), "no CUDA device") if not torch.cuda.is_available() else (dict(batch_size=-1), "batch_size"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(env="keydoor"), "holds 'darkroom' histories, not env='keydoor'"),
+        (dict(model=TINY_MODEL | {"context": 400}), "context=400 is longer than the histories"),
+        (dict(subsample=4, model=TINY_MODEL | {"context": 80}), r"context=80 is longer .* \(60 steps with subsample=4"),
+        (dict(device="cuda"), "no CUDA device")
+        if not torch.cuda.is_available()
+        else (dict(batch_size=-1), "batch_size"),
+    ],
+)
 def test_bad_config_fails_before_creating_the_run_dir(data, tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         train(tiny(data, tmp_path / "run", **overrides))
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (dict(lr=-1e-3), "lr=-0.001 must be a positive"),
-    (dict(model=TINY_MODEL | {"n_embd": 15}), "n_embd=15 is not divisible by n_head=2"),
-    (dict(env="nope"), "env='nope' is unknown"),
-    (dict(label_smoothing=1.0), "label_smoothing"),
-    (dict(min_lr=1.0), "min_lr=1.0 exceeds"),
-    (dict(steps=0), "steps=0 must be positive"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(lr=-1e-3), "lr=-0.001 must be a positive"),
+        (dict(model=TINY_MODEL | {"n_embd": 15}), "n_embd=15 is not divisible by n_head=2"),
+        (dict(env="nope"), "env='nope' is unknown"),
+        (dict(label_smoothing=1.0), "label_smoothing"),
+        (dict(min_lr=1.0), "min_lr=1.0 exceeds"),
+        (dict(steps=0), "steps=0 must be positive"),
+    ],
+)
 def test_bad_config_values_are_user_errors(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         tiny(tmp_path / "data", tmp_path / "run", **overrides)
@@ -281,11 +346,24 @@ def test_config_round_trips_through_json(preset, env):
 def test_paper_preset_follows_tables_1_and_2():
     cfg = preset_config("paper", "darkroom")
     m = cfg.model
-    assert (m.n_embd, m.n_layer, m.n_head, m.n_ff, m.dropout, m.attn_dropout, m.token_mask) == (64, 4, 4, 2048, 0.1,
-                                                                                               0.5, 0.3)
+    assert (m.n_embd, m.n_layer, m.n_head, m.n_ff, m.dropout, m.attn_dropout, m.token_mask) == (
+        64,
+        4,
+        4,
+        2048,
+        0.1,
+        0.5,
+        0.3,
+    )
     assert (m.norm, m.positions, m.context) == ("post", "learned", 80)
     assert (cfg.batch_size, cfg.betas, cfg.lr, cfg.init_lr, cfg.grad_clip, cfg.label_smoothing) == (
-        128, (0.9, 0.99), 3e-4, 2e-6, 1.0, 0.0)
+        128,
+        (0.9, 0.99),
+        3e-4,
+        2e-6,
+        1.0,
+        0.0,
+    )
     hard = preset_config("paper", "darkroom-hard")
     assert (hard.model.attn_dropout, hard.model.token_mask, hard.label_smoothing) == (0.0, 0.5, 0.2)
     assert preset_config("paper", "keydoor").model.context == 200  # Fig. 7: 200 steps = 4 episodes
@@ -295,7 +373,13 @@ def test_paper_preset_follows_tables_1_and_2():
 def test_parse_config_uses_the_preset_of_the_env():
     cfg = parse_config(["--preset", "paper", "--env", "keydoor", "--steps", "5", "--model.n-layer", "2"])
     assert (cfg.preset, cfg.env, cfg.steps, cfg.batch_size, cfg.model.context, cfg.model.n_layer) == (
-        "paper", "keydoor", 5, 128, 200, 2)
+        "paper",
+        "keydoor",
+        5,
+        128,
+        200,
+        2,
+    )
     assert parse_config([]) == preset_config("quick", "darkroom")
 
 

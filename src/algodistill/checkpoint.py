@@ -40,8 +40,19 @@ FORMAT, VERSION = "algodistill-train", 1
 CKPT_NAME = "ckpt.pt"
 """File name of the (latest) checkpoint inside a run directory."""
 CKPT_KEYS = frozenset(
-    {"format", "version", "step", "config", "data_hash", "spec", "model", "optimizer", "rng", "log_accum",
-     "package_version"}
+    {
+        "format",
+        "version",
+        "step",
+        "config",
+        "data_hash",
+        "spec",
+        "model",
+        "optimizer",
+        "rng",
+        "log_accum",
+        "package_version",
+    }
 )
 
 
@@ -72,19 +83,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (unsafe content), RuntimeError/EOFError (truncated, not a zip)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {p} was refused: it is not a safe torch checkpoint of tensors and plain "
-                        f"data ({type(e).__name__}: {first[:200]}); delete it or pass another file") from None
+        raise UserError(
+            f"checkpoint {p} was refused: it is not a safe torch checkpoint of tensors and plain "
+            f"data ({type(e).__name__}: {first[:200]}); delete it or pass another file"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"checkpoint {p} is not an algodistill training checkpoint (no format={FORMAT!r})")
     if ckpt.get("version") != VERSION:
-        raise UserError(f"checkpoint {p} has format version {ckpt.get('version')!r}; algodistill {__version__} "
-                        f"reads version {VERSION}: retrain, or load it with the version that wrote it")
+        raise UserError(
+            f"checkpoint {p} has format version {ckpt.get('version')!r}; algodistill {__version__} "
+            f"reads version {VERSION}: retrain, or load it with the version that wrote it"
+        )
     if missing := sorted(CKPT_KEYS - ckpt.keys()):
         raise UserError(f"checkpoint {p} is missing the field {missing[0]!r}; it is damaged or not from algodistill")
     if extra := sorted(ckpt.keys() - CKPT_KEYS, key=str):
         raise UserError(f"checkpoint {p} has an unknown field {extra[0]!r}; it was not written by this version")
-    types = {"step": int, "config": dict, "data_hash": str, "spec": dict, "model": dict, "optimizer": dict,
-             "rng": dict, "log_accum": list}
+    types = {
+        "step": int,
+        "config": dict,
+        "data_hash": str,
+        "spec": dict,
+        "model": dict,
+        "optimizer": dict,
+        "rng": dict,
+        "log_accum": list,
+    }
     for key, typ in types.items():
         if not isinstance(ckpt[key], typ):
             raise UserError(f"checkpoint {p}: field {key!r} is a {type(ckpt[key]).__name__}, expected {typ.__name__}")
@@ -95,8 +118,10 @@ def load_state(module: torch.nn.Module, state: dict[str, Any], path: str | os.Pa
     """`module.load_state_dict(state)` strictly; UserError naming the first missing, extra or misshapen tensor."""
     own = module.state_dict()
     if missing := [k for k in own if k not in state]:
-        raise UserError(f"checkpoint {path} lacks the tensor {missing[0]!r} that the model needs (another "
-                        "architecture?): train again, or pass the matching checkpoint")
+        raise UserError(
+            f"checkpoint {path} lacks the tensor {missing[0]!r} that the model needs (another "
+            "architecture?): train again, or pass the matching checkpoint"
+        )
     if extra := [k for k in state if k not in own]:
         raise UserError(f"checkpoint {path} has a tensor {extra[0]!r} that the model lacks (another architecture?)")
     for k, v in state.items():
@@ -135,8 +160,9 @@ def spec_dict(spec: EnvSpec) -> dict[str, Any]:
     return dict(json.loads(json.dumps(dataclasses.asdict(spec))))
 
 
-def resume_checkpoint(ckpt_path: Path, resume: bool, config: dict[str, Any], data_hash: str,
-                      run_control: Iterable[str]) -> dict[str, Any] | None:
+def resume_checkpoint(
+    ckpt_path: Path, resume: bool, config: dict[str, Any], data_hash: str, run_control: Iterable[str]
+) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None for a fresh run; UserError if the run directory must not be touched.
 
     Refused: `ckpt_path` exists but `resume` is False; its config differs from `config` on a field not
@@ -148,20 +174,25 @@ def resume_checkpoint(ckpt_path: Path, resume: bool, config: dict[str, Any], dat
     if not ckpt_path.is_file():
         return None
     if not resume:
-        raise UserError(f"out={out} already holds a run ({ckpt_path.name}); pass --resume to continue it or "
-                        "choose another --out")
+        raise UserError(
+            f"out={out} already holds a run ({ckpt_path.name}); pass --resume to continue it or choose another --out"
+        )
     saved = load_checkpoint(ckpt_path)
     if diff := config_mismatch(saved["config"], config, ignore=run_control):
-        raise UserError(f"out={out} holds a run with another config: {diff}; pass the same value to resume "
-                        "or choose another --out")
+        raise UserError(
+            f"out={out} holds a run with another config: {diff}; pass the same value to resume or choose another --out"
+        )
     if saved["data_hash"] != data_hash:
-        raise UserError(f"out={out} was trained on another dataset (config hash {saved['data_hash'][:12]}, "
-                        f"requested {data_hash[:12]}): pass its --data or choose another --out")
+        raise UserError(
+            f"out={out} was trained on another dataset (config hash {saved['data_hash'][:12]}, "
+            f"requested {data_hash[:12]}): pass its --data or choose another --out"
+        )
     return saved
 
 
-def load_model(ckpt_path: str | os.PathLike[str], device: str | torch.device = "cpu"
-               ) -> tuple[ADTransformer, dict[str, Any]]:
+def load_model(
+    ckpt_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[ADTransformer, dict[str, Any]]:
     """The trained model (eval mode, on `device`) and its train config dict (e.g. cfg["env"]) from a checkpoint.
 
     Loads with weights_only=True; a malicious, damaged or mismatching file raises UserError.
@@ -172,8 +203,9 @@ def load_model(ckpt_path: str | os.PathLike[str], device: str | torch.device = "
         mcfg = ModelConfig(**cfg["model"])
         family = get_family(cfg["env"])
     except (TypeError, KeyError) as e:
-        raise UserError(f"checkpoint {ckpt_path} has a malformed config ({e}); it was written by another version"
-                        ) from None
+        raise UserError(
+            f"checkpoint {ckpt_path} has a malformed config ({e}); it was written by another version"
+        ) from None
     if ckpt["spec"] != spec_dict(family.spec):
         raise UserError(f"checkpoint {ckpt_path} was trained for another definition of env {cfg['env']!r}: retrain")
     model = ADTransformer(mcfg, family.spec)

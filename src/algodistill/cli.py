@@ -7,16 +7,22 @@ raises `UserError`, printed here as one line (`error: ...`) with exit code 2.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
 from rich.console import Console
 from rich.table import Table
 
+from algodistill.datasummary import InspectConfig, inspect
 from algodistill.envs import ENV_NAMES, get_family
 from algodistill.errors import UserError
+from algodistill.evaluate import EvaluateConfig, evaluate
+from algodistill.generate import GenerateConfig, generate
+from algodistill.pipeline import RunConfig, run
+from algodistill.train import TrainConfig, TrainingDiverged, parse_config, train
 
 
 @dataclass(frozen=True)
@@ -56,18 +62,33 @@ def envs(cfg: EnvsConfig) -> None:
     Console(width=200).print(table)
 
 
-COMMANDS = {"envs": envs}
+COMMANDS: dict[str, tuple[type, Callable[[Any], object]]] = {
+    "envs": (EnvsConfig, envs),
+    "generate": (GenerateConfig, generate),
+    "inspect": (InspectConfig, inspect),
+    "train": (TrainConfig, train),
+    "evaluate": (EvaluateConfig, evaluate),
+    "run": (RunConfig, run),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `algodistill` console script."""
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, config=(tyro.conf.OmitArgPrefixes,))
+        args = sys.argv[1:] if argv is None else argv
+        if args[:1] == ["train"]:  # its defaults depend on --preset and --env: a two-pass parse
+            cfg: Any = parse_config(args[1:], prog="algodistill train")
+        else:
+            cfg = tyro.extras.subcommand_cli_from_dict({name: c for name, (c, _) in COMMANDS.items()}, args=args)
+        next(command for c, command in COMMANDS.values() if isinstance(cfg, c))(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt as e:  # TrainingInterrupted too: the last finished step was saved
+        print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         raise SystemExit(130) from None
 
 

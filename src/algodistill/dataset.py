@@ -59,11 +59,17 @@ class Histories:
 
     def __post_init__(self) -> None:
         if self.actions.ndim != 2 or self.obs.ndim != 3:
-            raise ValueError(f"Histories: actions must be (N, T), obs (N, T, obs_dim); got "
-                             f"{self.actions.shape}, {self.obs.shape}")
+            raise ValueError(
+                f"Histories: actions must be (N, T), obs (N, T, obs_dim); got {self.actions.shape}, {self.obs.shape}"
+            )
         n, t = self.actions.shape
-        want = {"obs": ((n, t, self.obs.shape[2]), np.uint8), "actions": ((n, t), np.uint8),
-                "rewards": ((n, t), np.float32), "dones": ((n, t), np.bool_), "task_ids": ((n,), np.int64)}
+        want = {
+            "obs": ((n, t, self.obs.shape[2]), np.uint8),
+            "actions": ((n, t), np.uint8),
+            "rewards": ((n, t), np.float32),
+            "dones": ((n, t), np.bool_),
+            "task_ids": ((n,), np.int64),
+        }
         for name, (shape, dtype) in want.items():
             a = getattr(self, name)
             if a.shape != shape or a.dtype != dtype:
@@ -142,16 +148,29 @@ class Manifest:
         path = Path(directory) / MANIFEST
         if not path.is_file():
             if _fragments(directory):  # shards but no manifest: generation did not finish
-                raise UserError(f"{directory} holds an unfinished dataset (no {MANIFEST}); re-run the same "
-                                "`algodistill generate` command to finish it")
-            raise UserError(f"{directory} holds no dataset ({MANIFEST} not found); generate one with "
-                            f"`algodistill generate --out {directory}`")
+                raise UserError(
+                    f"{directory} holds an unfinished dataset (no {MANIFEST}); re-run the same "
+                    "`algodistill generate` command to finish it"
+                )
+            raise UserError(
+                f"{directory} holds no dataset ({MANIFEST} not found); generate one with "
+                f"`algodistill generate --out {directory}`"
+            )
         d = _read_json(path)
         if d.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{path} has dataset schema version {d.get('schema_version')} but algodistill "
-                            f"{__version__} reads version {SCHEMA_VERSION}; {REGENERATE} with this version")
-        m = cls(d["config"], d["meta"], d["num_histories"], d["T"], [ShardRecord(**r) for r in d["shards"]],
-                d["schema_version"], d["package_version"])
+            raise UserError(
+                f"{path} has dataset schema version {d.get('schema_version')} but algodistill "
+                f"{__version__} reads version {SCHEMA_VERSION}; {REGENERATE} with this version"
+            )
+        m = cls(
+            d["config"],
+            d["meta"],
+            d["num_histories"],
+            d["T"],
+            [ShardRecord(**r) for r in d["shards"]],
+            d["schema_version"],
+            d["package_version"],
+        )
         if d.get("config_hash") != m.config_hash:
             raise UserError(f"{path}: config_hash does not match its config (edited by hand?); {REGENERATE}")
         return m
@@ -197,11 +216,15 @@ def check_config(out: str | os.PathLike[str], config: dict[str, Any]) -> None:
     for path in found:
         d = _read_json(path)
         if d.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{out} holds a dataset of schema version {d.get('schema_version')} (this version "
-                            f"writes {SCHEMA_VERSION}); choose another --out or delete it")
+            raise UserError(
+                f"{out} holds a dataset of schema version {d.get('schema_version')} (this version "
+                f"writes {SCHEMA_VERSION}); choose another --out or delete it"
+            )
         if (diff := _first_diff(d.get("config"), config)) is not None:
-            raise UserError(f"{out} holds a dataset with a different config (field {diff} requested); "
-                            "choose another --out or delete it")
+            raise UserError(
+                f"{out} holds a dataset with a different config (field {diff} requested); "
+                "choose another --out or delete it"
+            )
 
 
 # ----------------------------------------------------------------------------- writing shards
@@ -216,8 +239,16 @@ def _compact_rewards(r: np.ndarray) -> np.ndarray:
     return r
 
 
-def write_shard(out: str | os.PathLike[str], shard_index: int, histories: Histories, *, learner_start: int,
-                num_histories: int, meta: dict[str, Any], config: dict[str, Any]) -> ShardRecord:
+def write_shard(
+    out: str | os.PathLike[str],
+    shard_index: int,
+    histories: Histories,
+    *,
+    learner_start: int,
+    num_histories: int,
+    meta: dict[str, Any],
+    config: dict[str, Any],
+) -> ShardRecord:
     """Write learners [learner_start, learner_start + n) as shard `shard_index`, then its fragment.
 
     The HDF5 file is written under a temporary name and renamed into place only after it is closed,
@@ -231,10 +262,15 @@ def write_shard(out: str | os.PathLike[str], shard_index: int, histories: Histor
     start, end = learner_start, learner_start + h.num_histories
     if not 0 <= start < end <= num_histories:
         raise ValueError(f"learners [{start}, {end}) are outside [0, {num_histories})")
-    if (h.obs.shape[2] != spec["obs_dim"] or h.T == 0 or h.T % spec["episode_length"]
-            or h.actions.max() >= spec["num_actions"]):
-        raise ValueError(f"histories do not fit the spec: obs_dim {h.obs.shape[2]}, T {h.T}, max action "
-                         f"{h.actions.max()} vs {spec}")
+    if (
+        h.obs.shape[2] != spec["obs_dim"]
+        or h.T == 0
+        or h.T % spec["episode_length"]
+        or h.actions.max() >= spec["num_actions"]
+    ):
+        raise ValueError(
+            f"histories do not fit the spec: obs_dim {h.obs.shape[2]}, T {h.T}, max action {h.actions.max()} vs {spec}"
+        )
     meta_json, config_json = json.dumps(meta), json.dumps(config)  # fail before writing if not JSON-able
     out.mkdir(parents=True, exist_ok=True)
     name = shard_file(shard_index)
@@ -248,13 +284,30 @@ def write_shard(out: str | os.PathLike[str], shard_index: int, histories: Histor
         rewards.attrs["logical_dtype"] = "float32"  # integer storage is exact; readers cast back
         f.create_dataset("dones", data=h.dones, chunks=(1, ct), **kw)  # (n, T) bool
         f.create_dataset("task_ids", data=h.task_ids, chunks=(h.num_histories,), fletcher32=True)  # (n,) int64
-        f.attrs.update(schema_version=SCHEMA_VERSION, package_version=__version__, shard_index=shard_index,
-                       learner_start=start, learner_end=end, num_histories=num_histories,
-                       meta=meta_json, config=config_json)
+        f.attrs.update(
+            schema_version=SCHEMA_VERSION,
+            package_version=__version__,
+            shard_index=shard_index,
+            learner_start=start,
+            learner_end=end,
+            num_histories=num_histories,
+            meta=meta_json,
+            config=config_json,
+        )
     record = ShardRecord(name, start, end, sha256_file(out / name))
-    atomic_write_json(out / name.replace(".h5", ".json"), {
-        "schema_version": SCHEMA_VERSION, "package_version": __version__, "config_hash": config_hash(config),
-        "config": config, "meta": meta, "num_histories": num_histories, "T": h.T, "shard": asdict(record)})
+    atomic_write_json(
+        out / name.replace(".h5", ".json"),
+        {
+            "schema_version": SCHEMA_VERSION,
+            "package_version": __version__,
+            "config_hash": config_hash(config),
+            "config": config,
+            "meta": meta,
+            "num_histories": num_histories,
+            "T": h.T,
+            "shard": asdict(record),
+        },
+    )
     return record
 
 
@@ -273,22 +326,32 @@ def finalize(out: str | os.PathLike[str]) -> Manifest:
         raise UserError(f"{out} has no finished shards; run `algodistill generate --out {out}` first")
     first = frags[0]
     for f in frags[1:]:
-        if (diff := _first_diff({k: first[k] for k in ("config", "meta", "num_histories", "T")},
-                                {k: f[k] for k in ("config", "meta", "num_histories", "T")})) is not None:
-            raise UserError(f"{out}: shard {f['shard']['file']} was written with different settings ({diff}); "
-                            "delete it and re-run generate")
+        if (
+            diff := _first_diff(
+                {k: first[k] for k in ("config", "meta", "num_histories", "T")},
+                {k: f[k] for k in ("config", "meta", "num_histories", "T")},
+            )
+        ) is not None:
+            raise UserError(
+                f"{out}: shard {f['shard']['file']} was written with different settings ({diff}); "
+                "delete it and re-run generate"
+            )
     records = sorted((ShardRecord(**f["shard"]) for f in frags), key=lambda r: r.start)
     covered, n = 0, first["num_histories"]
     for r in records:
         if r.start < covered:
-            raise UserError(f"{out}: shard {r.file} overlaps learners before {covered} (shards of two different "
-                            "--shard layouts?); delete the stray shard and its .json and finalize again")
+            raise UserError(
+                f"{out}: shard {r.file} overlaps learners before {covered} (shards of two different "
+                "--shard layouts?); delete the stray shard and its .json and finalize again"
+            )
         if r.start > covered:
             break
         covered = r.end
     if covered != n:
-        raise UserError(f"{out} is incomplete: learners [{covered}, ...) of {n} have no shard; run the missing "
-                        "--shard parts (or the same `algodistill generate` command) and finalize again")
+        raise UserError(
+            f"{out} is incomplete: learners [{covered}, ...) of {n} have no shard; run the missing "
+            "--shard parts (or the same `algodistill generate` command) and finalize again"
+        )
     if bad := [r.file for r in records if not _intact(out, r)]:
         raise UserError(f"{out}: shards {bad} are missing or corrupt; {REGENERATE}")
     manifest = Manifest(first["config"], first["meta"], n, first["T"], records)
@@ -426,8 +489,9 @@ class Dataset:
         return {k: np.stack(v).astype(np.float32) if k == "rewards" else np.stack(v) for k, v in rows.items()}
 
     # -- the window sampler
-    def sample(self, rng: np.random.Generator, batch_size: int, context: int, subsample: int = 1
-               ) -> dict[str, torch.Tensor]:
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, context: int, subsample: int = 1
+    ) -> dict[str, torch.Tensor]:
         """B random windows of `context` consecutive steps of the (subsampled) histories (paper Alg. 1, l. 7-9).
 
         Windows cross episode boundaries. With subsample=k only episodes 0, k, 2k, ... of each history are
@@ -436,13 +500,16 @@ class Dataset:
         Returns obs (B, c, obs_dim) long, a_tm1 (B, c) long, r_tm1 (B, c) float32, a_t (B, c) long.
         """
         if batch_size < 1 or context < 1 or subsample < 1:
-            raise UserError(f"batch_size, context and subsample must be >= 1 (got {batch_size}, {context}, "
-                            f"{subsample})")
+            raise UserError(
+                f"batch_size, context and subsample must be >= 1 (got {batch_size}, {context}, {subsample})"
+            )
         H, k, A = self.spec["episode_length"], subsample, self.spec["num_actions"]
         T_k = -(-(self.T // H) // k) * H  # steps kept: ceil(episodes / k) episodes of H steps
         if context > T_k:
-            raise UserError(f"context={context} is longer than the histories of {self.path} ({T_k} steps with "
-                            f"subsample={k}, T={self.T}); use context <= {T_k} or a smaller subsample")
+            raise UserError(
+                f"context={context} is longer than the histories of {self.path} ({T_k} steps with "
+                f"subsample={k}, T={self.T}); use context <= {T_k} or a smaller subsample"
+            )
         h = rng.integers(0, self.num_histories, size=batch_size)  # (B,) which history
         s = rng.integers(0, T_k - context + 1, size=batch_size)  # (B,) window start in the kept sequence
         j = s[:, None] + np.arange(-1, context)  # (B, c+1) kept-sequence steps; column 0 is the step before
@@ -452,12 +519,15 @@ class Dataset:
         inner = s > 0  # (B,) windows that do not begin a history see their true previous transition
         a_prev = np.where(inner, rows["actions"][:, 0], A)  # (B,)
         r_prev = np.where(inner, rows["rewards"][:, 0], 0).astype(np.float32)  # (B,)
-        obs_t, a_tm1, r_tm1 = shift_inputs(rows["obs"][:, 1:], rows["actions"][:, 1:], rows["rewards"][:, 1:], A,
-                                           a_prev=a_prev, r_prev=r_prev)
-        return {"obs": torch.from_numpy(obs_t.astype(np.int64)),  # (B, c, obs_dim)
-                "a_tm1": torch.from_numpy(a_tm1.astype(np.int64, copy=False)),  # (B, c)
-                "r_tm1": torch.from_numpy(r_tm1.astype(np.float32, copy=False)),  # (B, c)
-                "a_t": torch.from_numpy(rows["actions"][:, 1:].astype(np.int64))}  # (B, c)
+        obs_t, a_tm1, r_tm1 = shift_inputs(
+            rows["obs"][:, 1:], rows["actions"][:, 1:], rows["rewards"][:, 1:], A, a_prev=a_prev, r_prev=r_prev
+        )
+        return {
+            "obs": torch.from_numpy(obs_t.astype(np.int64)),  # (B, c, obs_dim)
+            "a_tm1": torch.from_numpy(a_tm1.astype(np.int64, copy=False)),  # (B, c)
+            "r_tm1": torch.from_numpy(r_tm1.astype(np.float32, copy=False)),  # (B, c)
+            "a_t": torch.from_numpy(rows["actions"][:, 1:].astype(np.int64)),
+        }  # (B, c)
 
     # -- whole histories (inspect, curves)
     def histories(self, indices: Sequence[int] | np.ndarray) -> Histories:
@@ -467,8 +537,9 @@ class Dataset:
             raise IndexError(f"history indices must be in [0, {self.num_histories})")
         t = np.broadcast_to(np.arange(self.T), (idx.size, self.T))  # (n, T)
         rows = self._rows(("obs", "actions", "rewards", "dones"), idx, t)
-        return Histories(rows["obs"], rows["actions"], rows["rewards"].astype(np.float32), rows["dones"],
-                         self.task_ids[idx])
+        return Histories(
+            rows["obs"], rows["actions"], rows["rewards"].astype(np.float32), rows["dones"], self.task_ids[idx]
+        )
 
     def episode_returns(self) -> np.ndarray:
         """Return of every episode of every history: (N, T // H) float64."""

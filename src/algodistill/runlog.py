@@ -35,9 +35,15 @@ class RunLog:
         self.tb: Any = None  # a SummaryWriter when tensorboard is installed
         self.console = Console(stderr=True, quiet=quiet or not active)
         # The bar only on a terminal: in CI logs and pipes a line per metrics row is printed instead.
-        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[s]}"),
-                                 TimeRemainingColumn(), console=self.console,
-                                 disable=quiet or not active or not sys.stderr.isatty())
+        self.progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[s]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=quiet or not active or not sys.stderr.isatty(),
+        )
         self.task = self.progress.add_task("train", total=total, completed=step, s="")
 
     def __enter__(self) -> RunLog:
@@ -112,8 +118,10 @@ class StopSignals:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print(f"\n{signal.Signals(signum).name}: saving at the end of this step (again to quit without saving)",
-              file=sys.stderr)
+        print(
+            f"\n{signal.Signals(signum).name}: saving at the end of this step (again to quit without saving)",
+            file=sys.stderr,
+        )
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

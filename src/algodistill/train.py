@@ -57,8 +57,18 @@ from algodistill.model import ADTransformer, ModelConfig
 from algodistill.rng import np_rng, torch_rng
 from algodistill.runlog import RunLog, StopSignals
 
-__all__ = ["TrainConfig", "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "config_to_dict",
-           "load_model", "lr_at", "parse_config", "preset_config", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "config_from_dict",
+    "config_to_dict",
+    "load_model",
+    "lr_at",
+    "parse_config",
+    "preset_config",
+    "train",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,8 +81,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 # ----------------------------------------------------------------------------- config and presets
 
-QUICK_MODEL = ModelConfig(n_embd=64, n_layer=3, n_head=4, n_ff=256, dropout=0.1, attn_dropout=0.0,
-                          token_mask=0.3, context=80)
+QUICK_MODEL = ModelConfig(
+    n_embd=64, n_layer=3, n_head=4, n_ff=256, dropout=0.1, attn_dropout=0.0, token_mask=0.3, context=80
+)
 """Small enough for a Dark Room AD in minutes on 2 CPU cores; everything else as in Table 1."""
 
 
@@ -131,8 +142,9 @@ class TrainConfig:
             raise UserError(f"preset={self.preset!r} is unknown: choose quick or paper")
         for name in ("steps", "batch_size", "subsample", "ckpt_every", "log_every"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)} must be positive: pass --{name.replace('_', '-')} 1 "
-                                "or more")
+                raise UserError(
+                    f"{name}={getattr(self, name)} must be positive: pass --{name.replace('_', '-')} 1 or more"
+                )
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise UserError(f"lr={self.lr} must be a positive finite number: e.g. --lr 3e-4")
         for name in ("init_lr", "min_lr", "weight_decay", "grad_clip", "warmup_steps", "seed"):
@@ -166,11 +178,24 @@ def preset_config(preset: str = "quick", env: str = "darkroom", **overrides: Any
     context = 4 * H if H > 1 else 100  # bandit: one pull per episode, so 100 pulls of the history
     model = QUICK_MODEL if preset == "quick" else ModelConfig(n_embd=64, n_layer=4, n_head=4, n_ff=2048)
     model = dataclasses.replace(model, context=context)
-    fields: dict[str, Any] = {"env": env, "data": Path(f"runs/{env}/data"), "out": Path(f"runs/{env}/ad"),
-                              "preset": preset}
+    fields: dict[str, Any] = {
+        "env": env,
+        "data": Path(f"runs/{env}/data"),
+        "out": Path(f"runs/{env}/ad"),
+        "preset": preset,
+    }
     if preset == "paper":
-        fields |= dict(steps=100_000, batch_size=128, lr=3e-4, init_lr=2e-6, warmup_steps=10_000, min_lr=2e-6,
-                       weight_decay=0.0, ckpt_every=5000, log_every=100)
+        fields |= dict(
+            steps=100_000,
+            batch_size=128,
+            lr=3e-4,
+            init_lr=2e-6,
+            warmup_steps=10_000,
+            min_lr=2e-6,
+            weight_decay=0.0,
+            ckpt_every=5000,
+            log_every=100,
+        )
     elif preset != "quick":
         raise UserError(f"preset={preset!r} is unknown: choose quick or paper")
     if env == "darkroom-hard":
@@ -201,8 +226,17 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Inverse of `config_to_dict` (UserError for unknown fields)."""
     try:
-        return TrainConfig(**(d | {"model": ModelConfig(**d["model"]), "betas": tuple(d["betas"]),
-                                   "data": Path(d["data"]), "out": Path(d["out"])}))
+        return TrainConfig(
+            **(
+                d
+                | {
+                    "model": ModelConfig(**d["model"]),
+                    "betas": tuple(d["betas"]),
+                    "data": Path(d["data"]),
+                    "out": Path(d["out"]),
+                }
+            )
+        )
     except (TypeError, KeyError) as e:
         raise UserError(f"saved train config is malformed ({e}); it was written by another version") from None
 
@@ -227,8 +261,9 @@ def train(cfg: TrainConfig) -> Path:
     loss/gradient/weight and TrainingInterrupted on SIGINT/SIGTERM (after saving). Under torchrun every
     rank calls it (WORLD_SIZE/RANK/LOCAL_RANK); rank 0 writes the files.
     """
-    world, rank, local_rank = (int(os.environ.get(k, d)) for k, d in
-                               (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
+    world, rank, local_rank = (
+        int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"))
+    )
     device = _device(cfg.device, local_rank if world > 1 else None)
     # -- checks before any work: each raises a one-line UserError and nothing is written yet
     ds = Dataset.open(cfg.data)
@@ -250,8 +285,16 @@ def train(cfg: TrainConfig) -> Path:
     return ckpt_path
 
 
-def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: dict[str, Any] | None,
-          device: torch.device, world: int, rank: int) -> None:
+def _loop(
+    cfg: TrainConfig,
+    ds: Dataset,
+    spec: EnvSpec,
+    ckpt_path: Path,
+    saved: dict[str, Any] | None,
+    device: torch.device,
+    world: int,
+    rank: int,
+) -> None:
     # -- model, optimizer, state
     model = ADTransformer(cfg.model, spec, generator=torch_rng(cfg.seed, 0, _INIT_TAG)).to(device)
     optimizer = _adamw(model, cfg, fused=device.type == "cuda")
@@ -263,20 +306,36 @@ def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: 
         if device.type == "cuda" and saved["rng"]["torch_cuda"]:
             torch.cuda.set_rng_state_all(saved["rng"]["torch_cuda"])
         step, log_accum = saved["step"], list(saved["log_accum"])
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                    else None) if world > 1 else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     B, c = cfg.batch_size // world, cfg.model.context  # this rank's windows, steps per window
     last_saved = step if saved is not None else None
 
     def checkpoint() -> None:  # rank 0, after every rank has checked that the weights are finite
         nonlocal last_saved
-        save_checkpoint(ckpt_path, {
-            "format": FORMAT, "version": VERSION, "step": step, "config": config_to_dict(cfg),
-            "data_hash": ds.manifest.config_hash, "spec": spec_dict(spec), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "log_accum": log_accum, "package_version": __version__,
-            "rng": {"torch_cpu": torch.get_rng_state(),
-                    "torch_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}})
+        save_checkpoint(
+            ckpt_path,
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "step": step,
+                "config": config_to_dict(cfg),
+                "data_hash": ds.manifest.config_hash,
+                "spec": spec_dict(spec),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "log_accum": log_accum,
+                "package_version": __version__,
+                "rng": {
+                    "torch_cpu": torch.get_rng_state(),
+                    "torch_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                },
+            },
+        )
         last_saved = step
 
     out = ckpt_path.parent
@@ -285,8 +344,10 @@ def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: 
         sweep_temporaries(out)
         atomic_write_json(out / "config.json", config_to_dict(cfg))
     with RunLog(out, step=step, total=cfg.steps, active=rank == 0, quiet=cfg.quiet) as log, StopSignals() as stop:
-        log.print(f"train {cfg.env} ({cfg.preset}): {model.num_params() / 1e3:.0f}k params on {device} x{world}, "
-                  f"batch {cfg.batch_size} x {c} steps, step {step} -> {cfg.steps}, out {out}")
+        log.print(
+            f"train {cfg.env} ({cfg.preset}): {model.num_params() / 1e3:.0f}k params on {device} x{world}, "
+            f"batch {cfg.batch_size} x {c} steps, step {step} -> {cfg.steps}, out {out}"
+        )
         t0, timed = time.perf_counter(), 0
         while step < cfg.steps:
             # lr schedule: a function of the step, so a checkpoint needs no scheduler state
@@ -295,8 +356,10 @@ def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: 
                 group["lr"] = lr
             # batch: the global batch of this step, the same on every rank; this rank trains on its slice
             batch = ds.sample(np_rng(cfg.seed, step), cfg.batch_size, c, cfg.subsample)
-            obs, a_tm1, r_tm1, a_t = (batch[k][rank * B:(rank + 1) * B].to(device, non_blocking=True)
-                                      for k in ("obs", "a_tm1", "r_tm1", "a_t"))  # (B, c, D), (B, c) x 3
+            obs, a_tm1, r_tm1, a_t = (
+                batch[k][rank * B : (rank + 1) * B].to(device, non_blocking=True)
+                for k in ("obs", "a_tm1", "r_tm1", "a_t")
+            )  # (B, c, D), (B, c) x 3
             torch.manual_seed(int(np_rng(cfg.seed, step, _DROPOUT_TAG, rank).integers(2**63 - 1)))  # dropout, mask
             # forward + loss: NLL of the source's action at every position (paper Eq. 6), label smoothing (App. F)
             with amp:
@@ -313,8 +376,10 @@ def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: 
             loss_v, acc_v, gn, stop_v = (stats / torch.tensor([world, world, world, 1.0], device=device)).tolist()
             if not math.isfinite(loss_v) or not math.isfinite(gn):
                 what = "the loss" if not math.isfinite(loss_v) else f"the gradient of {_first_nonfinite_grad(model)}"
-                raise TrainingDiverged(f"step {step + 1}: {what} is non-finite (loss {loss_v:.4g}, grad norm "
-                                       f"{gn:.4g}); {_kept(ckpt_path, last_saved)}")
+                raise TrainingDiverged(
+                    f"step {step + 1}: {what} is non-finite (loss {loss_v:.4g}, grad norm "
+                    f"{gn:.4g}); {_kept(ckpt_path, last_saved)}"
+                )
             optimizer.step()
             step += 1
             # log and checkpoint at the step boundary
@@ -323,15 +388,25 @@ def _loop(cfg: TrainConfig, ds: Dataset, spec: EnvSpec, ckpt_path: Path, saved: 
             if step % cfg.log_every == 0 or step == cfg.steps or stop_v > 0:
                 dt = time.perf_counter() - t0
                 n = log_accum[2]
-                log.write({"step": step, "loss": log_accum[0] / n, "accuracy": log_accum[1] / n, "lr": lr,
-                           "grad_norm": gn, "steps_per_s": timed / dt,
-                           "history_steps_per_s": cfg.batch_size * c * timed / dt, "elapsed_s": log.elapsed()})
+                log.write(
+                    {
+                        "step": step,
+                        "loss": log_accum[0] / n,
+                        "accuracy": log_accum[1] / n,
+                        "lr": lr,
+                        "grad_norm": gn,
+                        "steps_per_s": timed / dt,
+                        "history_steps_per_s": cfg.batch_size * c * timed / dt,
+                        "elapsed_s": log.elapsed(),
+                    }
+                )
                 log_accum, t0, timed = [0.0, 0.0, 0], time.perf_counter(), 0
             if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_v > 0:
                 # every rank checks (the weights are the same on all), so a non-finite model is never saved
                 if bad := next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None):
-                    raise TrainingDiverged(f"step {step}: parameter {bad} is non-finite after the update; "
-                                           f"{_kept(ckpt_path, last_saved)}")
+                    raise TrainingDiverged(
+                        f"step {step}: parameter {bad} is non-finite after the update; {_kept(ckpt_path, last_saved)}"
+                    )
                 if rank == 0:
                     checkpoint()
                 if world > 1:
@@ -353,8 +428,10 @@ def _first_nonfinite_grad(model: torch.nn.Module) -> str:
 def _adamw(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
     """AdamW; decay only on matrices and embedding tables, not on biases, LayerNorms or the mask vector."""
     params = list(model.named_parameters())
-    groups = [{"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.init_lr, betas=cfg.betas, fused=fused or None)
 
 
@@ -373,13 +450,16 @@ def _check_data(cfg: TrainConfig, ds: Dataset, world: int) -> EnvSpec:
     """The env spec to build the model for; UserError if the dataset or the batch does not fit the config."""
     spec, name = get_family(cfg.env).spec, ds.spec.get("name")
     if name != cfg.env:
-        raise UserError(f"data={cfg.data} holds {name!r} histories, not env={cfg.env!r}: pass --env {name} or "
-                        "another --data")
+        raise UserError(
+            f"data={cfg.data} holds {name!r} histories, not env={cfg.env!r}: pass --env {name} or another --data"
+        )
     want = spec_dict(spec)
     for key in ("obs_dim", "obs_high", "num_actions", "episode_length"):
         if key in ds.spec and json.loads(json.dumps(ds.spec[key])) != want[key]:
-            raise UserError(f"data={cfg.data} was made with {key}={ds.spec[key]} but env {cfg.env} now has "
-                            f"{want[key]}: regenerate the dataset")
+            raise UserError(
+                f"data={cfg.data} was made with {key}={ds.spec[key]} but env {cfg.env} now has "
+                f"{want[key]}: regenerate the dataset"
+            )
     if cfg.batch_size % world:
         raise UserError(f"batch_size={cfg.batch_size} is not divisible by the {world} DDP ranks: choose a multiple")
     ds.sample(np_rng(0), 1, cfg.model.context, cfg.subsample)  # UserError if context > histories (subsampled)

@@ -1,0 +1,166 @@
+"""Source RL algorithms that write AD's learning histories (paper Sec. 2 / 4.2, Alg. 1 line 3).
+
+Every source is a batch of N independent single-stream learners, one task each, with its own
+parameters and its own random stream, stepped together on a leading learner axis. All randomness
+comes from `rng.uniform(learner_keys(seed, ids), counter, stream)`, so a learner's history depends only
+on (seed, its global id, its task): the dataset is the same bytes whatever the shard count.
+
+    src = make_source("qlearning", env, seed, ids, total_steps, SourceConfig())
+    arrays, o_t = rollout(env, src, num_steps)          # or in chunks, passing o_t back in
+
+| name | envs | what |
+|---|---|---|
+| ucb | bandit | UCB1, the paper's bandit source |
+| thompson | bandit | Beta-Bernoulli Thompson sampling |
+| a2c | grid worlds | synchronous single-stream A3C (paper Table 4 / `fast` preset) |
+| qlearning | grid worlds | tabular epsilon-greedy Q-learning |
+| noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
+| expert | all | the optimal policy (ED baseline data) |
+| random | all | uniform actions |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from algodistill import rng
+from algodistill.envs import BatchedEnv, get_family
+from algodistill.errors import UserError
+from algodistill.sources.a2c import A2C, A2CConfig, gae
+from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig, ucb_scores
+from algodistill.sources.noise import EpsilonExpert, NoiseConfig
+from algodistill.sources.qlearning import QLearning, QLearningConfig
+
+
+class Source(Protocol):
+    """N learners stepped together. `act` then `update`, once per env step, in that order."""
+
+    def act(self, o_t: np.ndarray) -> np.ndarray:
+        """Actions for the current observations. (N, obs_dim) uint8 -> (N,) int64"""
+        ...
+
+    def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
+        """Learn from the transition (o_t, a_t, r_t, o_tp1, done_t) that `act`'s action produced."""
+        ...
+
+
+SOURCE_NAMES = ("ucb", "thompson", "a2c", "qlearning", "noise", "expert", "random")
+_BANDIT_SOURCES = ("ucb", "thompson", "noise", "expert", "random")
+_GRID_SOURCES = ("a2c", "qlearning", "noise", "expert", "random")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Hyperparameters of every source algorithm; only the chosen source's sub-config is used."""
+
+    ucb: UCBConfig = field(default_factory=UCBConfig)
+    """UCB1 (bandit)"""
+    thompson: ThompsonConfig = field(default_factory=ThompsonConfig)
+    """Thompson sampling (bandit)"""
+    a2c: A2CConfig = field(default_factory=A2CConfig)
+    """A2C (grid worlds)"""
+    qlearning: QLearningConfig = field(default_factory=QLearningConfig)
+    """tabular Q-learning (grid worlds)"""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """AD^eps noise curriculum (all envs)"""
+
+
+def fitting_sources(env_name: str) -> tuple[str, ...]:
+    """The source names that can run on env `env_name`."""
+    get_family(env_name)  # UserError for an unknown env
+    return _BANDIT_SOURCES if env_name == "bandit" else _GRID_SOURCES
+
+
+def check_source(name: str, env_name: str) -> None:
+    """UserError unless source `name` exists and fits env `env_name`."""
+    if name not in SOURCE_NAMES:
+        raise UserError(f"source={name!r} is unknown: choose one of {', '.join(SOURCE_NAMES)}")
+    fits = fitting_sources(env_name)
+    if name not in fits:
+        raise UserError(f"source={name!r} does not fit env={env_name!r}: choose one of {', '.join(fits)}")
+
+
+def make_source(name: str, env: BatchedEnv, seed: int, ids: np.ndarray, total_steps: int, cfg: SourceConfig) -> Source:
+    """N = env.num_envs fresh learners of source `name`.
+
+    Args:
+        env: the batched env the learners act in (the expert sources read its `expert_action`).
+        seed: run seed; with `ids` it fixes every random number (see module docstring).
+        ids: (N,) the learners' global indices (e.g. their row in the whole dataset).
+        total_steps: length of each history in steps; sets the epsilon schedules of noise and qlearning.
+        cfg: hyperparameters; only `cfg.<name>` is used.
+    """
+    check_source(name, env.spec.name)
+    ids = np.asarray(ids)
+    if ids.shape != (env.num_envs,):
+        raise UserError(f"ids has shape {ids.shape} but the env has {env.num_envs} tasks: pass one id per learner")
+    if total_steps < 1:
+        raise UserError(f"total_steps={total_steps} is out of range: choose a history length >= 1")
+    keys = rng.learner_keys(seed, ids)
+    if name == "ucb":
+        return UCB(env, keys, cfg.ucb)
+    if name == "thompson":
+        return Thompson(env, keys, cfg.thompson)
+    if name == "a2c":
+        return A2C(env, keys, cfg.a2c)
+    if name == "qlearning":
+        return QLearning(env, keys, total_steps, cfg.qlearning)
+    if name == "noise":
+        return EpsilonExpert(env, keys, total_steps, 1.0, cfg.noise.eps_final, cfg.noise.anneal_fraction)
+    eps = 0.0 if name == "expert" else 1.0
+    return EpsilonExpert(env, keys, total_steps, eps, eps, 1.0)
+
+
+def rollout(
+    env: BatchedEnv, source: Source, num_steps: int, o_t: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run `source` in `env` for num_steps steps, recording every transition (the generation loop).
+
+    Resumable: pass the returned observation back as `o_t` to continue the same histories in the next
+    chunk; with o_t=None the env is reset first. After a done step the env is reset explicitly (no
+    hidden reset step is ever recorded, design.md).
+
+    Returns ({"obs": (N, T, obs_dim) uint8, "actions": (N, T) uint8, "rewards": (N, T) float32,
+    "dones": (N, T) bool}, the observation to act on next (N, obs_dim) uint8).
+    """
+    n, spec = env.num_envs, env.spec
+    if o_t is None:
+        o_t = env.reset()
+    out: dict[str, np.ndarray] = {
+        "obs": np.empty((n, num_steps, spec.obs_dim), dtype=np.uint8),
+        "actions": np.empty((n, num_steps), dtype=np.uint8),
+        "rewards": np.empty((n, num_steps), dtype=np.float32),
+        "dones": np.empty((n, num_steps), dtype=bool),
+    }
+    for t in range(num_steps):
+        a_t = source.act(o_t)  # (N,)
+        o_tp1, r_t, done_t = env.step(a_t)
+        out["obs"][:, t], out["actions"][:, t], out["rewards"][:, t], out["dones"][:, t] = o_t, a_t, r_t, done_t
+        source.update(o_t, a_t, r_t, o_tp1, done_t)
+        if done_t.all():
+            o_tp1 = env.reset()
+        elif done_t.any():
+            raise RuntimeError("episodes must end together in a batched env (fixed episode length)")
+        o_t = o_tp1
+    return out, o_t
+
+
+__all__ = [
+    "SOURCE_NAMES",
+    "A2CConfig",
+    "NoiseConfig",
+    "QLearningConfig",
+    "Source",
+    "SourceConfig",
+    "ThompsonConfig",
+    "UCBConfig",
+    "check_source",
+    "fitting_sources",
+    "gae",
+    "make_source",
+    "rollout",
+    "ucb_scores",
+]
