@@ -6,6 +6,7 @@ source, ...); the list of methods is open, so later baselines (RL^2, DPT) only a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,31 @@ def plot_curves(path: Path, env: str, curves: dict[str, np.ndarray], optimal: fl
     plt.close(fig)
 
 
+def plot_losses(path: Path, metrics: dict[str, Path]) -> None:
+    """Training loss and action accuracy against step, from each run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, file in metrics.items():
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        label, color = STYLE.get(name, (name, None))
+        steps = [r["step"] for r in rows]
+        ax_loss.plot(steps, [r["loss"] for r in rows], label=label, color=color)
+        ax_acc.plot(steps, [r["accuracy"] for r in rows], label=label, color=color)
+    ax_loss.set_xlabel("optimizer step")
+    ax_loss.set_ylabel("NLL of the source's action")
+    ax_acc.set_xlabel("optimizer step")
+    ax_acc.set_ylabel("action accuracy")
+    ax_loss.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -115,6 +141,8 @@ def write_report(
         f"mean over {next(iter(summaries.values()))['runs']} streams (tasks x seeds).",
         "",
         "![curves](curves.png)",
+        "",
+        "Training: ![loss](loss.png)" if (run_dir / "loss.png").exists() else "",
         "",
         "| method | " + " | ".join(c.replace("_", " ") for c in cols) + " | paper |",
         "|---" * (len(cols) + 2) + "|",
