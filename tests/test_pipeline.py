@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 
-TINY = [
-    "--histories",
-    "8",
-    "--steps",
-    "200",
-    "--expert-histories",
-    "4",
-    "--train-steps",
-    "4",
-    "--episodes",
-    "3",
-    "--tasks",
-    "2",
-    "--seeds",
-    "2",
-    "--device",
-    "cpu",
-]
+# fmt: off
+TINY = ["--histories", "8", "--steps", "2000", "--expert-histories", "4", "--train-steps", "4",
+        "--episodes", "3", "--tasks", "2", "--seeds", "2", "--device", "cpu"]
+# fmt: on
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -128,3 +114,12 @@ def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):
     r = cli(*args, "--runs", str(tmp_path / "runs"))
     assert r.returncode == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_rerun_with_another_config_is_refused_and_keeps_the_run(tiny_run):
+    before = {p: p.read_bytes() for p in (tiny_run / "report.json", tiny_run / "config.json")}
+    other = [*TINY]
+    other[other.index("--histories") + 1] = "9"
+    r = cli("run", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *other)
+    assert r.returncode == 2 and "different config" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert {p: p.read_bytes() for p in before} == before

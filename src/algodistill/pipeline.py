@@ -206,10 +206,9 @@ def run(cfg: RunConfig) -> Path:
     preset = cfg.resolved_preset()
     family = get_family(cfg.env)
     root = cfg.run_dir
+    pick_device(cfg.device)  # a missing CUDA device is reported before any work
     root.mkdir(parents=True, exist_ok=True)
     stages = Stages(root, cfg.quiet)
-    atomic_write_json(root / "config.json", {"run": _jsonable(cfg), "preset": _jsonable(preset)})
-    pick_device(cfg.device)  # a missing CUDA device is reported before any work
 
     # -- data: the source's learning histories (AD) and the expert's (ED), paper Sec. 4.2
     datasets = {}
@@ -313,6 +312,8 @@ def run(cfg: RunConfig) -> Path:
 
     report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png")]
     stages.run("report", {"env": cfg.env, "preset": cfg.preset}, list(results.values()), report_files, report)
+    # the resolved config of the finished run (written last: a refused re-run leaves the old one)
+    atomic_write_json(root / "config.json", {"run": _jsonable(cfg), "preset": _jsonable(preset)})
     if not cfg.quiet:
         print((root / "report.md").read_text())
     return root
