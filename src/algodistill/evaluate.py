@@ -26,17 +26,9 @@ from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import UserError
 from algodistill.model import ADTransformer
 from algodistill.sources import SourceConfig, make_source, rollout
+from algodistill.train import pick_device
 
 _ACTION_STREAM = 7  # hashed-uniform stream for action sampling; the envs use streams 1 and 2
-
-
-def pick_device(device: str) -> torch.device:
-    """ "auto" -> CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device='cuda' but no CUDA device is available: use --device cpu or auto")
-    return torch.device(device)
 
 
 def eval_streams(family: TaskFamily, split: str, num_tasks: int, seeds: int) -> np.ndarray:
@@ -71,8 +63,10 @@ def rollout_model(
 ) -> np.ndarray:
     """Run a frozen model from an empty context on every stream for `episodes` episodes.
 
-    With `use_cache=False` the whole window of the last `context` steps is recomputed at every step
-    (what the public implementations do; kept for the benchmark). Returns per-episode returns (S, E).
+    With `use_cache=False` the whole window of the last `context` steps is recomputed at every step,
+    as the public implementations do (kept for benchmarks/evaluate.py). Until the window fills, both
+    see the same context; after that the cache re-prefills (learned positions) or rolls (rope), see
+    `algodistill.model`, while this path slides one step at a time. Returns per-episode returns (S, E).
     """
     model.eval()
     spec = family.spec

@@ -34,11 +34,11 @@ from algodistill.atomic import atomic_write_json, sha256_file
 from algodistill.checkpoint import load_model
 from algodistill.envs import get_family
 from algodistill.errors import UserError
-from algodistill.evaluate import eval_streams, pick_device, rollout_model, rollout_source, save_returns
+from algodistill.evaluate import eval_streams, rollout_model, rollout_source, save_returns
 from algodistill.generate import GenerateConfig, generate
 from algodistill.report import plot_losses, write_report
 from algodistill.sources import SourceConfig, check_source
-from algodistill.train import config_to_dict, preset_config, train
+from algodistill.train import config_to_dict, pick_device, preset_config, train
 
 
 @dataclass(frozen=True)

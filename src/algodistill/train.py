@@ -66,6 +66,7 @@ __all__ = [
     "load_model",
     "lr_at",
     "parse_config",
+    "pick_device",
     "preset_config",
     "train",
 ]
@@ -264,7 +265,7 @@ def train(cfg: TrainConfig) -> Path:
     world, rank, local_rank = (
         int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"))
     )
-    device = _device(cfg.device, local_rank if world > 1 else None)
+    device = pick_device(cfg.device, local_rank if world > 1 else None)
     # -- checks before any work: each raises a one-line UserError and nothing is written yet
     ds = Dataset.open(cfg.data)
     spec = _check_data(cfg, ds, world)
@@ -435,7 +436,8 @@ def _adamw(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim
     return torch.optim.AdamW(groups, lr=cfg.init_lr, betas=cfg.betas, fused=fused or None)
 
 
-def _device(device: str, local_rank: int | None) -> torch.device:
+def pick_device(device: str, local_rank: int | None = None) -> torch.device:
+    """The torch device for "auto" (CUDA when present, else CPU), "cpu" or "cuda"; under DDP the local rank's GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device='cuda' but no CUDA device is available: use --device cpu or auto")
     if device == "cpu" or not torch.cuda.is_available():
