@@ -7,12 +7,13 @@ Stages (each writes under runs/<name>/):
     train-ad   the AD transformer                            ad/ckpt.pt
     train-ed   the same trainer on the expert data (ED)      ed/ckpt.pt
     evaluate   AD, ED and the source on held-out tasks       eval/*.npz
-    report     curves.png, report.md, report.json
+    report     curves.png, loss.png, report.md, report.json
 
 A finished stage leaves a record `stages/<stage>.json` with the sha256 of its inputs and outputs. A
 re-run skips a stage whose record matches its config and inputs and whose outputs still verify;
 otherwise the stage runs again (a corrupt output is first moved aside as `<name>.corrupt`, never
-deleted), and so does everything downstream, since its inputs changed.
+deleted), and so does every later stage whose inputs it changed. Every stage is deterministic, so a
+redone stage usually writes the same bytes and what follows it still verifies.
 """
 
 from __future__ import annotations
