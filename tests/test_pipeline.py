@@ -108,6 +108,7 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
     [
         (["run", "darkroomz"], "env='darkroomz' is unknown"),
         (["run", "darkroom", "--episodes", "0"], "episodes=0 must be positive"),
+        (["run", "darkroom", "--source", "ucb"], "source='ucb' does not fit env='darkroom'"),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):

@@ -105,6 +105,8 @@ class RunConfig:
     """processes generating data (the data does not depend on it)"""
     quiet: bool = False
     """no progress bars"""
+    source: str | None = None
+    """override the preset's source algorithm of the AD data (see `algodistill generate --help`)"""
     histories: int | None = None
     """override the preset's number of AD histories"""
     steps: int | None = None
@@ -124,7 +126,7 @@ class RunConfig:
         get_family(self.env)  # UserError naming an unknown env
         if self.preset not in ("quick", "paper"):
             raise UserError(f"preset={self.preset!r} is unknown: choose quick or paper")
-        check_source(PRESETS[self.env, self.preset].source, self.env)
+        check_source(self.source or PRESETS[self.env, self.preset].source, self.env)
         for name in ("workers", *_OVERRIDES):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -135,7 +137,7 @@ class RunConfig:
         p = PRESETS[self.env, self.preset]
         fields = {k: getattr(self, k) for k in _OVERRIDES if k != "train_steps" and getattr(self, k) is not None}
         train_overrides = p.train | ({"steps": self.train_steps} if self.train_steps is not None else {})
-        return dataclasses.replace(p, **fields, train=train_overrides)
+        return dataclasses.replace(p, source=self.source or p.source, **fields, train=train_overrides)
 
     @property
     def run_dir(self) -> Path:
