@@ -12,8 +12,12 @@ the same bytes whatever the number of shards, workers or learners stepped togeth
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported only when a torch generator is asked for: the envs need numpy only
+    import torch
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -74,6 +78,8 @@ def np_rng(seed: int, *ids: int) -> np.random.Generator:
 
 def torch_rng(seed: int, *ids: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch Generator for (seed, *ids)."""
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(int(np_rng(seed, *ids).integers(0, 2**63 - 1)))
     return g
