@@ -34,6 +34,7 @@ from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.sources import SourceConfig, check_source, make_source, rollout
 
+_SOURCE_THREADS = 1  # A2C's batched matmuls are small: a second thread costs more than it gives
 _CHUNK_STEPS = 2000  # steps per rollout call: the progress bar's granularity, and a bound on peak memory
 
 
@@ -120,7 +121,6 @@ def learner_tasks(cfg: GenerateConfig) -> np.ndarray:
 
 def generate_shard(cfg: GenerateConfig, shard: int, on_chunk: Any = None) -> dataset.ShardRecord:
     """Run learners [shard * shard_size, ...) of the dataset from scratch and write their shard."""
-    torch.set_num_threads(1)  # A2C's batched matmuls are small; threads cost more than they give
     family = get_family(cfg.env)
     start = shard * cfg.shard_size
     ids = np.arange(start, min(start + cfg.shard_size, cfg.histories))
@@ -157,6 +157,7 @@ def generate_shard(cfg: GenerateConfig, shard: int, on_chunk: Any = None) -> dat
 
 def _worker(args: tuple[GenerateConfig, int]) -> int:
     cfg, shard = args
+    torch.set_num_threads(_SOURCE_THREADS)
     generate_shard(cfg, shard)
     return shard
 
@@ -195,8 +196,14 @@ def generate(cfg: GenerateConfig) -> Path:
                 for shard in pool.imap_unordered(_worker, [(cfg, s) for s in todo]):
                     advance(min(cfg.shard_size, cfg.histories - shard * cfg.shard_size) * cfg.steps)
         else:
-            for s in todo:
-                generate_shard(cfg, s, on_chunk=advance)
+            # In this process: the single-thread setting must not leak into what runs next (training).
+            threads = torch.get_num_threads()
+            torch.set_num_threads(_SOURCE_THREADS)
+            try:
+                for s in todo:
+                    generate_shard(cfg, s, on_chunk=advance)
+            finally:
+                torch.set_num_threads(threads)
     if len(dataset.completed_shards(out, config)) == num_shards:
         dataset.finalize(out)
         if not cfg.quiet:
