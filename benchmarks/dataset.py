@@ -2,7 +2,13 @@
 
 Builds a realistic Dark Room dataset (tabular epsilon-greedy Q-learning batched over learners, so the
 histories go from random walks to converged goal-seeking like a real source's), writes it with
-`algodistill.dataset`, then times `Dataset.sample` in RAM and lazy (HDF5) mode.
+`algodistill.dataset`, then times `algodistill.sampler.Dataset.sample` in RAM and lazy (HDF5) mode.
+
+Each case prints two figures from the same timed loop, for the windows AD trains on (`AD.window`: c + 1
+steps, one of them the lead step before the context):
+- "sample": the raw sampler alone, `ds.sample(rng, B, c + 1, subsample, lead=1)` -> `Windows`;
+- "+ make_batch": that plus AD's tokenisation, `get_method("ad").make_batch(windows, spec)`, i.e. a
+  training batch of (o_t, a_tm1, r_tm1) inputs and a_t targets (what the old `Dataset.sample` returned).
 
 Targets: >= 10,000 random 80-step windows per second; <= 3 bytes per transition on disk.
 
@@ -14,14 +20,15 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tyro
 
 from algodistill import dataset as D
-from algodistill import envs
+from algodistill import envs, sampler
+from algodistill.methods import get_method
 
 
 @dataclass
@@ -35,7 +42,7 @@ class Args:
     batch_size: int = 64
     """windows per `sample` call"""
     context: int = 80
-    """window length in steps"""
+    """window length in steps (the context c; the sampler draws c + 1 steps, lead 1)"""
     seconds: float = 2.0
     """time spent sampling per measurement"""
 
@@ -70,16 +77,23 @@ def q_learning_histories(n: int, episodes: int, seed: int = 0) -> D.Histories:
     return D.Histories(obs, act, rew, done, tasks.astype(np.int64))
 
 
-def windows_per_second(ds: D.Dataset, args: Args, subsample: int) -> float:
+def windows_per_second(ds: sampler.Dataset, args: Args, subsample: int) -> tuple[float, float]:
+    """(windows/s of the raw sampler, windows/s of sampler + AD's make_batch), timed in the same loop."""
+    ad, spec = get_method("ad"), envs.get_family("darkroom").spec
+    length, lead = args.context + 1, 1  # AD's window: the context and the step before it
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 0.2 * args.seconds:  # warm up: lazy mode opens files, fills the chunk cache
-        ds.sample(rng, args.batch_size, args.context, subsample)
-    n, t0 = 0, time.perf_counter()
+        ad.make_batch(ds.sample(rng, args.batch_size, length, subsample, lead), spec)
+    n, sample_s, batch_s, t0 = 0, 0.0, 0.0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
-        ds.sample(rng, args.batch_size, args.context, subsample)
+        t1 = time.perf_counter()
+        windows = ds.sample(rng, args.batch_size, length, subsample, lead)
+        t2 = time.perf_counter()
+        ad.make_batch(windows, spec)
+        sample_s, batch_s = sample_s + t2 - t1, batch_s + time.perf_counter() - t2
         n += args.batch_size
-    return n / (time.perf_counter() - t0)
+    return n / sample_s, n / (sample_s + batch_s)
 
 
 def main(args: Args) -> None:
@@ -92,7 +106,7 @@ def main(args: Args) -> None:
         f"(return: first 10% of episodes {returns[:, : args.episodes // 10].mean():.2f}, "
         f"last 10% {returns[:, -args.episodes // 10 :].mean():.2f})"
     )
-    meta = {"spec": asdict(envs.get_family("darkroom").spec), "source": {"name": "q-learning"}, "seed": 0}
+    meta = {"spec": envs.get_family("darkroom").spec.record(), "source": {"name": "q-learning"}, "seed": 0}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
@@ -109,23 +123,22 @@ def main(args: Args) -> None:
             f"(target <= 3; raw uint8 fields would be {2 + 1 + 1 + 1})"
         )
         t0 = time.perf_counter()
-        ram = D.Dataset.open(out)
+        ram = sampler.Dataset.open(out)
         print(
             f"Dataset.open (sha256 of every shard + load into RAM): {time.perf_counter() - t0:.2f} s, "
             f"in_ram={ram.in_ram}"
         )
         # Lazy: with the default chunk cache (the dataset fits in it), then with none, so that every read
         # decompresses its chunks: the worst case, a dataset much larger than the cache.
-        for name, cache in (("in RAM", None), ("lazy, chunk cache", D.CHUNK_CACHE_BYTES), ("lazy, no cache", 0)):
+        for name, cache in (("in RAM", None), ("lazy, chunk cache", sampler.CHUNK_CACHE_BYTES), ("lazy, no cache", 0)):
             if cache is not None:
-                D.CHUNK_CACHE_BYTES = cache  # read when a shard is first opened, i.e. in the warm-up below
-            ds = ram if cache is None else D.Dataset.open(out, max_ram_bytes=0, verify=False)
+                sampler.CHUNK_CACHE_BYTES = cache  # read when a shard is first opened, i.e. in the warm-up below
+            ds = ram if cache is None else sampler.Dataset.open(out, max_ram_bytes=0, verify=False)
             for subsample in (1, 10):
-                w = windows_per_second(ds, args, subsample)
-                print(
-                    f"sample B={args.batch_size} c={args.context} subsample={subsample:>2} {name:<17}: "
-                    f"{w:>9,.0f} windows/s (target >= 10,000)"
-                )
+                raw, batch = windows_per_second(ds, args, subsample)
+                case = f"sample B={args.batch_size} c={args.context} subsample={subsample:>2} {name:<17}"
+                print(f"{case}: {raw:>9,.0f} windows/s (target >= 10,000)")
+                print(f"{'  + make_batch':<{len(case)}}: {batch:>9,.0f} windows/s")
             ds.close()
 
 

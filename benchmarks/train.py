@@ -1,10 +1,12 @@
 """Training throughput of the real `algodistill.train` loop: history time steps per second.
 
 history steps/s = batch * context * optimizer steps/s, i.e. how many steps of learning history the
-trainer consumes per second. Measured for the quick and the paper model shapes (presets, Dark Room,
-context 80), with the one-token ("step") and the three-token ("sar") layout side by side, on the CPU
-and on CUDA when present. The first `warmup` steps are not timed. Data: a synthetic in-RAM Dark Room
-dataset (random transitions; throughput does not depend on what the histories contain).
+trainer consumes per second. Measured for the quick and the paper model shapes (presets,
+`algodistill.presets.get_preset("darkroom", ...)`: Dark Room, context 80, here with subsample 1), with
+the one-token ("step") and the three-token ("sar") layout side by side, on the CPU and on CUDA when
+present. The first `warmup` steps are not timed; one optimizer step is one `iter` of the trainer.
+Data: a synthetic in-RAM Dark Room dataset (random transitions; throughput does not depend on what the
+histories contain).
 
     .venv/bin/python benchmarks/train.py                # ~1-2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/train.py --threads 1    # on a shared, loaded machine: 2 OpenMP threads
@@ -27,10 +29,11 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from algodistill.checkpoint import spec_dict
+from algodistill.configs import TrainJob
 from algodistill.dataset import Histories, finalize, write_shard
 from algodistill.envs import get_family
-from algodistill.train import preset_config, train
+from algodistill.presets import get_preset
+from algodistill.train import train
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def make_data(out: Path, n: int = 64, episodes: int = 20) -> Path:
         np.arange(n, dtype=np.int64),
     )
     write_shard(
-        out, 0, hist, learner_start=0, num_histories=n, meta={"spec": spec_dict(spec)}, config={"benchmark": "train"}
+        out, 0, hist, learner_start=0, num_histories=n, meta={"spec": spec.record()}, config={"benchmark": "train"}
     )
     finalize(out)
     return out
@@ -72,31 +75,32 @@ def measure(
 ) -> dict:
     """Steps/s over `steps` timed steps after `warmup` untimed ones, from the run's own metrics.jsonl."""
     steps = -(-steps // warmup) * warmup  # a multiple of warmup: metrics lines at warmup, 2 warmup, ...
-    base = preset_config(preset, "darkroom")
-    cfg = preset_config(
-        preset,
-        "darkroom",
+    run = get_preset("darkroom", preset)
+    job = TrainJob(
+        env="darkroom",
+        method="ad",
         data=data,
         out=out,
-        model=dataclasses.replace(base.model, layout=layout),
-        steps=warmup + steps,
-        warmup_steps=0,
-        log_every=warmup,
-        ckpt_every=10**9,
+        preset=preset,
+        model=dataclasses.replace(run.model, layout=layout),
+        # subsample 1: windows from every episode (the quick preset's 10 needs longer histories than make_data's)
+        train=dataclasses.replace(
+            run.train, iters=warmup + steps, warmup_iters=0, subsample=1, log_every=warmup, ckpt_every=10**9
+        ),
         device=device,
         quiet=True,
     )
-    train(cfg)
+    train(job)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:]  # drop the warm-up line
-    sps = steps / sum(warmup / r["steps_per_s"] for r in rows)
+    sps = steps / sum(warmup / r["iters_per_s"] for r in rows)
     return {
         "preset": preset,
         "layout": layout,
         "device": device,
-        "batch": cfg.batch_size,
-        "context": cfg.model.context,
+        "batch": job.train.batch_size,
+        "context": job.model.context,
         "steps_per_s": sps,
-        "history_steps_per_s": sps * cfg.batch_size * cfg.model.context,
+        "history_steps_per_s": sps * job.train.batch_size * job.model.context,
     }
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, safe loading, strict checks (engineering.md C.2 tests 3 and 4)."""
+"""Checkpoints: atomic writes, safe loading, strict checks, and the model they rebuild."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from algodistill.atomic import sha256_file
-from algodistill.checkpoint import config_mismatch, load_checkpoint, load_state
+from algodistill.checkpoint import load_checkpoint, load_model, load_state
+from algodistill.cli import main
 from algodistill.errors import UserError
-from algodistill.train import load_model, train
+from algodistill.train import train
 from test_train import make_dataset, tiny
 
 torch.set_num_threads(1)
@@ -20,7 +21,7 @@ torch.set_num_threads(1)
 def run(tmp_path_factory) -> Path:
     """A finished 2-step run: its checkpoint path."""
     base = tmp_path_factory.mktemp("ckpt")
-    return train(tiny(make_dataset(base / "data"), base / "run", steps=2))
+    return train(tiny(make_dataset(base / "data"), base / "run", train={"iters": 2}))
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     real_save, calls = torch.save, []
 
     def failing_save(obj, f):  # the second save dies half-way, as a full disk would
-        calls.append(obj["step"])
+        calls.append(obj["iter"])
         if len(calls) == 2:
             real_save(obj, f)
             with open(f, "r+b") as fh:
@@ -38,15 +39,15 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError, match="No space left"):
-        train(tiny(data, tmp_path / "run", steps=8, ckpt_every=2))
+        train(tiny(data, tmp_path / "run", train={"iters": 8, "ckpt_every": 2}))
     assert calls == [2, 4]
-    ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")  # the step-2 checkpoint, whole
-    assert ckpt["step"] == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")  # the iteration-2 checkpoint, whole
+    assert ckpt["iter"] == 2
     assert not [p.name for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]
     # ... and the run resumes from it.
     monkeypatch.undo()
-    train(tiny(data, tmp_path / "run", steps=8, ckpt_every=2))
-    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 8
+    train(tiny(data, tmp_path / "run", train={"iters": 8, "ckpt_every": 2}))
+    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["iter"] == 8
 
 
 class Evil:
@@ -70,7 +71,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, run):
     # The same file in a run directory blocks a resume before any training.
     data = make_dataset(tmp_path / "data")
     with pytest.raises(UserError, match="refused"):
-        train(tiny(data, tmp_path, steps=2))
+        train(tiny(data, tmp_path, train={"iters": 2}))
     assert not marker.exists()
 
 
@@ -111,11 +112,17 @@ def edited(run: Path, tmp_path: Path, edit) -> Path:
         (lambda c: c.update(extra=1), "unknown field 'extra'"),
         (lambda c: c.update(format="other"), "not an algodistill training checkpoint"),
         (lambda c: c.update(version=99), "format version 99"),
+        (lambda c: c.update(job=[]), "field 'job' is a list, expected dict"),
         (lambda c: c["model"].pop("head.weight"), "lacks the tensor 'head.weight'"),
         (lambda c: c["model"].update(bogus=torch.zeros(1)), "has a tensor 'bogus'"),
-        (lambda c: c["config"]["model"].update(n_embd=32), r"tensor '.*' is \(.*\), the model expects"),
-        (lambda c: c["config"]["model"].update(n_embd=15), "not divisible"),
+        (lambda c: c["job"]["model"].update(n_embd=32), r"tensor '.*' is \(.*\), the model expects"),
+        (lambda c: c["job"]["model"].update(n_embd=15), "not divisible"),
+        (lambda c: c["job"]["model"].update(n_embd="wide"), "config field model.n_embd='wide' is not of type int"),
+        (lambda c: c["job"]["model"].update(width=3), "config field model.width is unknown"),
+        (lambda c: c["job"].update(method="rl2"), "method='rl2' is unknown"),
+        (lambda c: c["job"].pop("env"), "names no env and method"),
         (lambda c: c["spec"].update(num_actions=4), "another definition of env"),
+        (lambda c: c["job"]["model"].update(encoder={"kind": "conv"}), "model.encoder.kind='conv' does not fit"),
     ],
 )
 def test_malformed_or_mismatching_checkpoints_are_refused(run, tmp_path, edit, message):
@@ -125,9 +132,9 @@ def test_malformed_or_mismatching_checkpoints_are_refused(run, tmp_path, edit, m
 
 def test_load_model_is_on_the_device_and_in_eval_mode(run):
     before = sha256_file(run)
-    model, cfg = load_model(run, device="cpu")
+    model, job = load_model(run, device="cpu")
     assert not model.training and next(model.parameters()).device.type == "cpu"
-    assert cfg["steps"] == 2 and cfg["env"] == "darkroom"
+    assert job["train"]["iters"] == 2 and (job["env"], job["method"]) == ("darkroom", "ad")
     assert sha256_file(run) == before  # loading never writes
 
 
@@ -137,10 +144,11 @@ def test_load_state_names_the_bad_tensor():
         load_state(m, {"weight": torch.zeros(3, 3), "bias": torch.zeros(3)}, "x.pt")
 
 
-def test_config_mismatch_names_the_first_differing_field():
-    a = {"lr": 1.0, "model": {"n_embd": 64, "n_head": 4}, "steps": 10}
-    assert config_mismatch(a, a) is None
-    assert config_mismatch(a, a | {"steps": 20}, ignore=["steps"]) is None
-    other = a | {"model": {"n_embd": 32, "n_head": 4}}
-    assert config_mismatch(a, other) == "model.n_embd (checkpoint 64, requested 32)"
-    assert config_mismatch(a, a | {"new": 1}) == "new (checkpoint '<absent>', requested 1)"
+def test_a_checkpoint_whose_encoder_does_not_fit_is_one_line_exit_2(run, tmp_path, capsys):
+    path = edited(run, tmp_path, lambda c: c["job"]["model"].update(encoder={"kind": "conv"}))
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--ckpt", str(path), "--out", str(tmp_path / "eval.npz")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: model.encoder.kind='conv' does not fit the observations of env='darkroom'")
+    assert "choose one of embedding, mlp" in err and not (tmp_path / "eval.npz").exists()

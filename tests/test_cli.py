@@ -59,3 +59,26 @@ def test_main_in_process(capsys):
     assert capsys.readouterr().err.strip() == (
         "error: env='nope' is unknown: choose one of bandit, darkroom, darkroom-hard, keydoor"
     )
+
+
+def test_usage_and_unknown_command(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("envs", "generate", "inspect", "train", "evaluate", "run", "config"):
+        assert f"  {command} " in out
+    with pytest.raises(SystemExit) as e:
+        main(["trian"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: command 'trian' is unknown: choose one of envs, generate, inspect, train, evaluate, run, config"
+    )
+    with pytest.raises(SystemExit) as e:  # no command: the usage, and a failing exit code
+        main([])
+    assert e.value.code == 2 and "usage: algodistill COMMAND" in capsys.readouterr().out
+
+
+def test_every_command_has_help_for_every_flag():
+    for command in ("envs", "generate", "inspect", "train", "evaluate", "run", "config"):
+        p = cli(command, "darkroom", "--help") if command in ("run", "config") else cli(command, "--help")
+        assert p.returncode == 0 and "usage: algodistill " + command in p.stdout, (command, p.stderr)
+        assert "(default: " in p.stdout or command == "envs"

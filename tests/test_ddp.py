@@ -1,4 +1,4 @@
-"""2-process DDP with gloo equals one process on the same global batch (engineering.md C.2 test 10)."""
+"""2-process DDP with gloo equals one process on the same global batch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from algodistill.checkpoint import load_checkpoint
-from algodistill.train import config_to_dict, train
+from algodistill.jsonio import jsonable
+from algodistill.train import train
 from test_train import make_dataset, tiny
 
 torch.set_num_threads(1)
@@ -22,10 +23,12 @@ WORKER = """
 import json, os, sys, torch
 torch.set_num_threads(1)
 import algodistill.train as T
+from algodistill.configs import TrainJob
+from algodistill.jsonio import from_jsonable
 models = []
 make = T._adamw
 T._adamw = lambda model, cfg, fused: (models.append(model), make(model, cfg, fused))[1]
-T.train(T.config_from_dict(json.loads(sys.argv[1])))
+T.train(from_jsonable(TrainJob, json.loads(sys.argv[1])))
 torch.save(models[0].state_dict(), os.path.join(sys.argv[2], "rank%s.pt" % os.environ["RANK"]))
 """
 
@@ -45,7 +48,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
         "attn_dropout": 0.0,
         "token_mask": 0.0,
     }
-    cfg = tiny(data, tmp_path / "ddp", model=model, steps=5, ckpt_every=2)
+    job = tiny(data, tmp_path / "ddp", model=model, train={"iters": 5, "ckpt_every": 2})
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -57,7 +60,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
             "--nproc_per_node",
             "2",
             str(worker),
-            json.dumps(config_to_dict(cfg)),
+            json.dumps(jsonable(job)),
             str(tmp_path),
         ],
         env=env,
@@ -70,12 +73,12 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # DDP keeps the replicas identical
     ddp = load_checkpoint(tmp_path / "ddp" / "ckpt.pt")
-    assert ddp["step"] == 5 and all(torch.equal(ddp["model"][k], ranks[0][k]) for k in ranks[0])
+    assert ddp["iter"] == 5 and all(torch.equal(ddp["model"][k], ranks[0][k]) for k in ranks[0])
     # Only rank 0 wrote the run's files.
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["ckpt.pt", "config.json", "metrics.jsonl"]
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 5
 
-    single = load_checkpoint(train(tiny(data, tmp_path / "single", model=model, steps=5, ckpt_every=2)))
+    single = load_checkpoint(train(tiny(data, tmp_path / "single", model=model, train={"iters": 5, "ckpt_every": 2})))
     for k, v in single["model"].items():
         torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
     ddp_loss, one_loss = (

@@ -7,13 +7,14 @@ standard errors so that the fixed seeds are not hand-picked.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
 import pytest
 
-from algodistill import rng
-from algodistill.envs import ENV_NAMES, get_family
+from algodistill import envs, rng
+from algodistill.envs import ENV_NAMES, EnvSpec, get_family, register_family
 from algodistill.envs.bandit import BanditFamily
 from algodistill.envs.darkroom import DarkRoomFamily
 from algodistill.envs.keydoor import KeyToDoorFamily
@@ -98,18 +99,71 @@ def small_darkroom(size: int, H: int, hard: bool) -> DarkRoomFamily:
 
 
 @pytest.mark.parametrize(
-    ("name", "obs_dim", "actions", "H", "tasks"),
+    ("name", "obs_shape", "states", "actions", "H", "tasks"),
     [
-        ("bandit", 1, 10, 1, 12_000),
-        ("darkroom", 2, 5, 20, 81),
-        ("darkroom-hard", 2, 5, 20, 289),
-        ("keydoor", 2, 5, 50, 6561),
+        ("bandit", (1,), 1, 10, 1, 12_000),
+        ("darkroom", (2,), 81, 5, 20, 81),
+        ("darkroom-hard", (2,), 289, 5, 20, 289),
+        ("keydoor", (2,), 81, 5, 50, 6561),
     ],
 )
-def test_spec_matches_paper(name, obs_dim, actions, H, tasks):
+def test_spec_matches_paper(name, obs_shape, states, actions, H, tasks):
     s = get_family(name).spec
-    assert (s.name, s.obs_dim, s.num_actions, s.episode_length, s.num_tasks) == (name, obs_dim, actions, H, tasks)
-    assert len(s.obs_high) == obs_dim
+    assert (s.name, s.obs_shape, s.num_actions, s.episode_length, s.num_tasks) == (name, obs_shape, actions, H, tasks)
+    assert s.obs_dtype == "uint8" and s.obs_high is not None and len(s.obs_high) == obs_shape[0]
+    assert s.num_states == states  # the bandit's single state is what makes it a bandit to the sources
+
+
+def test_spec_record_keeps_the_schema_1_keys_in_order():
+    """Manifests store `record()`: its keys and their order are part of the dataset bytes of the first release."""
+    s = get_family("darkroom").spec
+    assert list(s.record().items()) == [
+        ("name", "darkroom"),
+        ("gym_id", "algodistill/DarkRoom-v0"),
+        ("obs_dim", 2),
+        ("obs_high", [9, 9]),
+        ("num_actions", 5),
+        ("episode_length", 20),
+        ("num_tasks", 81),
+        ("description", s.description),
+    ]
+    assert get_family("bandit").spec.record()["obs_high"] == [1] and get_family("bandit").spec.record()["obs_dim"] == 1
+    assert s.describe_obs() == "2 ints < (9, 9)"
+
+
+def test_spec_record_of_other_observations_adds_shape_and_dtype():
+    base = get_family("darkroom").spec
+    image = dataclasses.replace(base, name="img", obs_shape=(72, 96, 3), obs_high=None)
+    assert image.num_states is None and image.describe_obs() == "uint8 (72, 96, 3)"
+    r = image.record()
+    assert list(r)[-2:] == ["obs_shape", "obs_dtype"]
+    assert (r["obs_dim"], r["obs_high"], r["obs_shape"], r["obs_dtype"]) == (72 * 96 * 3, None, [72, 96, 3], "uint8")
+    wide = dataclasses.replace(base, obs_dtype="int16").record()  # categorical but not uint8: also spelled out
+    assert (wide["obs_shape"], wide["obs_dtype"], wide["obs_high"]) == ([2], "int16", [9, 9])
+    grid = dataclasses.replace(base, obs_shape=(1, 2)).record()  # categorical but not a flat vector
+    assert (grid["obs_dim"], grid["obs_shape"]) == (2, [1, 2])
+    with pytest.raises(ValueError, match="one bound per component"):
+        EnvSpec("bad", "x", (3,), "uint8", (9, 9), 5, 20, 81, "obs_high too short")
+
+
+def test_register_family_adds_a_family_and_refuses_a_duplicate_name(monkeypatch):
+    # A private copy of the registry, so the toy family does not outlive this test.
+    monkeypatch.setattr(envs, "_FAMILIES", dict(envs._FAMILIES))
+    built = []
+
+    def make():
+        built.append(1)
+        return small_darkroom(3, 2, hard=False)
+
+    register_family("toy-room", make)
+    assert built == []  # built on first use, not at registration
+    f = get_family("toy-room")
+    assert f is get_family("toy-room") and built == [1]  # and built once
+    assert f.spec.obs_shape == (2,) and f.spec.num_states == 9
+    for name in ("toy-room", "darkroom"):
+        with pytest.raises(ValueError, match=f"'{name}' is registered already"):
+            register_family(name, make)
+    assert get_family("darkroom").spec.name == "darkroom"  # the built-in family is untouched
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)
@@ -120,10 +174,10 @@ def test_shapes_dtypes_and_fixed_episode_length(name):
     g = np.random.default_rng(0)
     for _ in range(3):  # several episodes: done exactly at the last step of each
         o = env.reset()
-        assert o.shape == (N, f.spec.obs_dim) and o.dtype == np.uint8
+        assert o.shape == (N, *f.spec.obs_shape) and o.dtype == np.dtype(f.spec.obs_dtype) == np.uint8
         for t in range(H):
             o, r, d = env.step(g.integers(0, f.spec.num_actions, N))
-            assert o.shape == (N, f.spec.obs_dim) and o.dtype == np.uint8
+            assert o.shape == (N, *f.spec.obs_shape) and o.dtype == np.dtype(f.spec.obs_dtype) == np.uint8
             assert (o < np.array(f.spec.obs_high)).all()
             assert r.shape == (N,) and r.dtype == np.float32
             assert d.shape == (N,) and d.dtype == bool
@@ -192,7 +246,7 @@ def test_darkroom_optimal_return_is_21_minus_distance():
     f = get_family("darkroom")
     goals = np.arange(81)
     d = np.abs(goals // 9 - 4) + np.abs(goals % 9 - 4)
-    expected = np.where(d == 0, 20, 21 - d)  # paper.md Sec. 1
+    expected = np.where(d == 0, 20, 21 - d)  # paper Sec. 4.1: 21 - d
     np.testing.assert_array_equal(f.optimal_return(goals), expected)
     assert f.optimal_return(goals).mean() == pytest.approx(16.54, abs=0.01)  # "~16.5"
     assert (f.optimal_return(goals).min(), f.optimal_return(goals).max()) == (13, 20)
@@ -530,14 +584,16 @@ def test_seed_changes_bandit_payouts():
 
 
 def test_keydoor_start_uses_the_rng_start_stream():
-    """The documented draw: episode e's start is rng.integers(keys, e, S, stream=1)."""
+    """The documented draw: episode e's start is rng.integers(keys, e, S, stream=Stream.KEYDOOR_START)."""
     f = get_family("keydoor")
     ids = np.array([5, 6, 7])
     env = f.make(np.zeros(3, dtype=np.int64), seed=42, ids=ids)
     keys = rng.learner_keys(42, ids)
     for e in range(3):
         start = env.reset().astype(np.int64)
-        np.testing.assert_array_equal(start[:, 0] * 9 + start[:, 1], rng.integers(keys, e, 81, stream=1))
+        np.testing.assert_array_equal(
+            start[:, 0] * 9 + start[:, 1], rng.integers(keys, e, 81, stream=rng.Stream.KEYDOOR_START)
+        )
 
 
 # --------------------------------------------------------------------------------------------------

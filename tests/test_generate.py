@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algodistill.dataset import Dataset
 from algodistill.datasummary import InspectConfig, block_curve, inspect
+from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.generate import GenerateConfig, generate
+from algodistill.jsonio import canonical_hash
+from algodistill.sampler import Dataset
+from algodistill.sources import NoiseConfig, SourceConfig, source_config
 
 FIELDS = ("obs", "actions", "rewards", "dones", "task_ids")
 
@@ -83,13 +86,35 @@ def test_another_config_at_the_output_is_refused_and_kept(tmp_path):
 
 def test_histories_spread_over_the_training_tasks(tmp_path):
     out = generate(cfg(tmp_path, "f", histories=70, steps=20, shard_size=70))
-    from algodistill.envs import get_family
-
     with Dataset.open(out) as ds:
         tasks = ds.task_ids
     train = get_family("darkroom").split("train")
     assert set(tasks) == set(train)  # 70 histories cover all 65 goals, 5 of them twice
     assert np.bincount(tasks).max() == 2
+
+
+def test_manifest_records_the_spec_and_the_sources_hyperparameters(tmp_path):
+    c = cfg(
+        tmp_path, "h", source="noise", histories=2, steps=20, sources=SourceConfig(noise=NoiseConfig(eps_final=0.3))
+    )
+    assert c.data_config() == {
+        "env": "darkroom",
+        "source": "noise",
+        "histories": 2,
+        "steps": 20,
+        "split": "train",
+        "seed": 0,
+        "shard_size": 4,
+        "source_config": source_config("noise", c.sources),
+    }
+    assert c.data_config()["source_config"]["eps_final"] == 0.3
+    # Only the chosen source's settings count: another source's do not change the data config.
+    q = cfg(tmp_path, "h", histories=2, steps=20)
+    assert GenerateConfig(**{**q.__dict__, "sources": c.sources}).data_config() == q.data_config()
+    assert cfg(tmp_path, "h", source="expert", histories=2, steps=20).data_config()["source_config"] == {}
+    with Dataset.open(generate(c)) as ds:
+        assert ds.spec == get_family("darkroom").spec.record()
+        assert ds.config == c.data_config() and ds.manifest.config_hash == canonical_hash(c.data_config())
 
 
 def test_inspect_prints_the_learning_curve(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""AD transformer: config checks, shapes, causality, token masking, and KV cache against full recompute."""
+"""AD transformer: config checks, shapes, causality, token masking, and KV cache against full recompute (oracles.py)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from algodistill.encoders import EncoderConfig
 from algodistill.envs.spec import EnvSpec
 from algodistill.errors import UserError
-from algodistill.model import (
-    ADTransformer,
-    ModelConfig,
-    _apply_rope,
-    _rope_angles,
-    reference_context_lengths,
-    reference_logits,
-)
+from algodistill.kvcache import KVCache
+from algodistill.model import ADTransformer, ModelConfig, _apply_rope, _rope_angles
 from algodistill.rng import torch_rng
+from oracles import reference_context_lengths, reference_logits
 
 torch.set_num_threads(1)
 
-GRID = EnvSpec("darkroom", "test/Grid-v0", 2, (9, 9), 5, 20, 81, "9x9 grid")
-BANDIT = EnvSpec("bandit", "test/Bandit-v0", 1, (1,), 10, 100, 100, "10-armed bandit")
+GRID = EnvSpec("darkroom", "test/Grid-v0", (2,), "uint8", (9, 9), 5, 20, 81, "9x9 grid")
+BANDIT = EnvSpec("bandit", "test/Bandit-v0", (1,), "uint8", (1,), 10, 100, 100, "10-armed bandit")
 KINDS = [(layout, pos) for layout in ("step", "sar") for pos in ("learned", "rope")]
 
 
@@ -41,8 +37,11 @@ def make_model(cfg: ModelConfig, spec: EnvSpec = GRID) -> ADTransformer:
 
 
 def stream(spec: EnvSpec, B: int, T: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random model inputs; observations uint8, as the envs and the dataset give them."""
+    assert spec.obs_high is not None
     g = torch_rng(seed)
     obs = torch.stack([torch.randint(0, h, (B, T), generator=g) for h in spec.obs_high], dim=-1)  # (B, T, D)
+    obs = obs.to(torch.uint8)  # (B, T, D)
     a_tm1 = torch.randint(0, spec.num_actions + 1, (B, T), generator=g)
     r_tm1 = torch.rand(B, T, generator=g)
     return obs, a_tm1, r_tm1
@@ -51,13 +50,14 @@ def stream(spec: EnvSpec, B: int, T: int, seed: int = 0) -> tuple[torch.Tensor, 
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        (dict(n_embd=65), "n_embd=65 is not divisible by n_head=4: choose n_embd as a multiple of n_head"),
-        (dict(n_layer=0), "n_layer=0 must be positive"),
-        (dict(context=-1), "context=-1 must be positive"),
-        (dict(dropout=1.0), r"dropout=1.0 is not a probability in \[0, 1\)"),
-        (dict(token_mask=-0.1), r"token_mask=-0.1 is not a probability"),
-        (dict(layout="sra"), "layout='sra' is unknown"),
-        (dict(n_embd=12, n_head=4, positions="rope"), "head size n_embd/n_head=3 is odd"),
+        (dict(n_embd=65), r"^model\.n_embd=65 is not divisible by n_head=4: choose a multiple of n_head$"),
+        (dict(n_layer=0), r"^model\.n_layer=0 must be positive"),
+        (dict(context=-1), r"^model\.context=-1 must be positive"),
+        (dict(dropout=1.0), r"^model\.dropout=1.0 is not a probability in \[0, 1\)"),
+        (dict(token_mask=-0.1), r"^model\.token_mask=-0.1 is not a probability"),
+        (dict(layout="sra"), r"^model\.layout='sra' is unknown"),
+        (dict(positions="alibi"), r"^model\.positions='alibi' is unknown"),
+        (dict(n_embd=12, n_head=4, positions="rope"), r"^model head size n_embd/n_head=3 is odd"),
     ],
 )
 def test_config_validation(kw: dict, message: str) -> None:
@@ -69,6 +69,7 @@ def test_defaults_are_paper_table_1() -> None:
     cfg = ModelConfig()
     assert (cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_ff, cfg.norm) == (64, 4, 4, 2048, "post")
     assert (cfg.dropout, cfg.attn_dropout, cfg.token_mask) == (0.1, 0.5, 0.3)
+    assert cfg.encoder == EncoderConfig(kind="embedding")  # the grid and bandit observations are categorical
 
 
 @pytest.mark.parametrize(("layout", "positions"), KINDS)
@@ -97,6 +98,32 @@ def test_step_checks_the_batch_size() -> None:
     obs, a_tm1, r_tm1 = stream(GRID, B=2, T=1)
     with pytest.raises(ValueError, match="batch of 2 streams, but the cache holds 3"):
         model.step(model.new_cache(3), obs[:, 0], a_tm1[:, 0], r_tm1[:, 0])
+
+
+def test_kvcache_advance_by_hand() -> None:
+    # re-prefill, W=4, k=1: steps 0..3 fill slots 0..3 one at a time, each at its own position and seeing
+    # everything cached; step 4 re-encodes the newest W // 2 = 2 steps with the new one at positions 0..2
+    cache = KVCache(batch_size=1, context=4, tokens_per_step=1, rolling=False)
+    for t in range(4):
+        adv = cache.advance(torch.tensor([[t]]), torch.tensor([t]), torch.tensor([10.0 * t]))
+        assert (adv.pos0, adv.a_tm1.tolist(), adv.mask) == (t, [[t]], None)
+    adv = cache.advance(torch.tensor([[4]]), torch.tensor([4]), torch.tensor([40.0]))
+    assert adv.pos0 == 0 and cache.n == 3
+    assert adv.obs.tolist() == [[[2], [3], [4]]] and adv.a_tm1.tolist() == [[2, 3, 4]]  # (1, 3, 1), (1, 3)
+    assert adv.r_tm1.tolist() == [[20.0, 30.0, 40.0]]
+    torch.testing.assert_close(adv.mask, torch.ones(3, 3, dtype=torch.bool).tril())  # plain causal
+
+    # rolling, W=4, k=3: step 5 goes to ring slot 1 (tokens 3..5) at absolute position 15; its tokens see
+    # every token of the other slots (older steps) and their own step's tokens causally
+    ring = KVCache(batch_size=2, context=4, tokens_per_step=3, rolling=True)
+    for t in range(6):
+        adv = ring.advance(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), torch.zeros(2))
+        assert adv.pos0 == 3 * t and ring.n == min(t + 1, 4)
+    want = torch.ones(3, 12, dtype=torch.bool)  # (Lq, Lk)
+    want[:, 3:6] = torch.ones(3, 3, dtype=torch.bool).tril()
+    torch.testing.assert_close(adv.mask, want)
+    with pytest.raises(ValueError, match="batch of 1 streams, but the cache holds 2"):
+        ring.advance(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.zeros(1))
 
 
 def test_init_is_seeded_by_the_generator() -> None:

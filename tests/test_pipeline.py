@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 # fmt: off
-TINY = ["--histories", "8", "--steps", "2000", "--expert-histories", "4", "--train-steps", "4",
-        "--episodes", "3", "--tasks", "2", "--seeds", "2", "--device", "cpu"]
+TINY = ["--methods.ad.histories", "8", "--data.steps", "2000", "--methods.ed.histories", "4", "--train.iters", "4",
+        "--eval.episodes", "3", "--eval.tasks", "2", "--eval.streams-per-task", "2", "--device", "cpu"]
 # fmt: on
+STAGES = ("data-ad", "data-ed", "train-ad", "train-ed", "eval-ad", "eval-ed", "eval-source", "report")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -27,7 +28,7 @@ def tiny_run(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     r = cli("run", "darkroom", "--runs", str(runs), "--name", "tiny", *TINY)
     assert r.returncode == 0, r.stderr
-    for stage in ("data-ad", "data-ed", "train-ad", "train-ed", "evaluate", "report"):
+    for stage in STAGES:
         assert f"[run] {stage}" in r.stdout
     return runs / "tiny"
 
@@ -38,18 +39,23 @@ def test_tiny_run_writes_the_whole_report(tiny_run):
     assert set(report["curves"]) == {"ad", "ed", "source"}
     assert all(len(c) == 3 for c in report["curves"].values())
     assert report["reference"]["optimal"] > report["reference"]["random"] > 0
-    assert set(report["timings"]) == {"data-ad", "data-ed", "train-ad", "train-ed", "evaluate"}
+    assert set(report["timings"]) == set(STAGES) - {"report"}
+    assert set(report["on_training_tasks"]) == {"ad", "ed"}
     assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| AD |" in (tiny_run / "report.md").read_text()
     for f in ("config.json", "data/ad/manifest.json", "ad/ckpt.pt", "ed/ckpt.pt", "eval/ad.npz", "eval/source.npz"):
         assert (tiny_run / f).is_file(), f
+    # the run's config.json is what `algodistill config` prints for the same flags
+    printed = cli("config", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *TINY)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == json.loads((tiny_run / "config.json").read_text())
 
 
 def test_rerun_skips_every_stage_whose_outputs_verify(tiny_run):
     mtimes = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file() and "stages" not in p.parts}
     r = cli("run", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *TINY)
     assert r.returncode == 0, r.stderr
-    assert "[run]" not in r.stdout and r.stdout.count("[skip]") == 6
+    assert "[run]" not in r.stdout and r.stdout.count("[skip]") == len(STAGES)
     changed = [p for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "config.json"]
     assert changed == []
 
@@ -67,7 +73,7 @@ def test_a_corrupt_stage_output_is_redone(tiny_run):
     assert "[skip] train-ed" in r.stdout and "[skip] data-ad" in r.stdout
     assert (tiny_run / "ad" / "ckpt.pt.corrupt").read_bytes() == bytes(data)  # moved aside, not deleted
     # training is deterministic, so the redone checkpoint is the same bytes and evaluation still verifies
-    assert ckpt.read_bytes() == good and "[skip] evaluate" in r.stdout
+    assert ckpt.read_bytes() == good and "[skip] eval-ad" in r.stdout
     assert "[redo] report" in r.stdout and "| AD |" in (tiny_run / "report.md").read_text()
 
 
@@ -90,7 +96,7 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
         "2",
         "--tasks",
         "1",
-        "--seeds",
+        "--streams-per-task",
         "1",
         "--device",
         "cpu",
@@ -106,9 +112,12 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "darkroomz"], "env='darkroomz' is unknown"),
-        (["run", "darkroom", "--episodes", "0"], "episodes=0 must be positive"),
-        (["run", "darkroom", "--source", "ucb"], "source='ucb' does not fit env='darkroom'"),
+        (["run", "darkroomz"], "env='darkroomz' has no preset"),
+        (["run", "darkroom", "--eval.episodes", "0"], "eval.episodes=0 must be positive"),
+        (["run", "darkroom", "--data.source", "ucb"], "source='ucb' does not fit env='darkroom'"),
+        (["run", "darkroom", "--preset", "huge"], "preset='huge' is unknown for env='darkroom': choose one of quick"),
+        (["run", "darkroom", "--methods.ad.histories", "many"], "--methods.ad.histories"),
+        (["run", "darkroom", "--model.context", "1200"], "model.context=1200 is longer than the histories"),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):
@@ -120,7 +129,7 @@ def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):
 def test_a_rerun_with_another_config_is_refused_and_keeps_the_run(tiny_run):
     before = {p: p.read_bytes() for p in (tiny_run / "report.json", tiny_run / "config.json")}
     other = [*TINY]
-    other[other.index("--histories") + 1] = "9"
+    other[other.index("--methods.ad.histories") + 1] = "9"
     r = cli("run", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *other)
     assert r.returncode == 2 and "different config" in r.stderr and r.stderr.strip().count("\n") == 0
     assert {p: p.read_bytes() for p in before} == before

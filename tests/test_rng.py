@@ -112,3 +112,70 @@ def test_np_rng_and_torch_rng_are_deterministic_per_ids():
     t1 = torch.rand(4, generator=rng.torch_rng(0, 5))
     assert torch.equal(t1, torch.rand(4, generator=rng.torch_rng(0, 5)))
     assert not torch.equal(t1, torch.rand(4, generator=rng.torch_rng(0, 6)))
+
+
+def test_box_muller_hand_computed():
+    # -2 log(1 - u1) = 1 for u1 = 1 - e^(-1/2), and = 4 for u1 = 1 - e^(-2): radii 1 and 2; the angle is 2 pi u2.
+    u1 = np.array([1 - np.exp(-0.5), 1 - np.exp(-0.5), 1 - np.exp(-2.0), 0.0])
+    u2 = np.array([0.0, 0.5, 0.125, 0.3])
+    z = rng.box_muller(u1, u2)
+    np.testing.assert_allclose(z, [1.0, -1.0, np.sqrt(2.0), 0.0], rtol=1e-14, atol=1e-15)
+    assert z[3] == 0.0  # u1 = 0 gives radius 0 (log1p keeps it finite), whatever the angle
+
+
+def test_normal_is_box_muller_of_two_streams():
+    """rng.normal(stream s) uses uniform streams 2s and 2s + 1: pinned, since it fixes the bytes of the data."""
+    keys = rng.learner_keys(4, np.arange(50))
+    for counter, stream in [(0, 0), (3, 5)]:
+        u1, u2 = rng.uniform(keys, counter, 2 * stream), rng.uniform(keys, counter, 2 * stream + 1)
+        np.testing.assert_array_equal(rng.normal(keys, counter, stream), rng.box_muller(u1, u2))
+
+
+def test_categorical_hand_worked():
+    p = np.array([[0.0, 0.0, 0.5, 0.5]] * 4)
+    # u = 0 skips the leading zero-probability actions; u just below 1 never overshoots to a later one.
+    assert rng.categorical(p, np.array([0.0, 0.49, 0.5, 1.0 - 2**-53])).tolist() == [2, 2, 3, 3]
+    # A zero-probability action in the middle is never drawn, not even at its CDF boundary.
+    q = np.array([[0.25, 0.0, 0.75]] * 3)
+    assert rng.categorical(q, np.array([0.2, 0.25, 0.9])).tolist() == [0, 2, 2]
+
+
+def test_categorical_does_not_need_normalised_probabilities():
+    # Weights summing to 8: u is scaled by the total, so the draw equals that of the normalised p = w / 8.
+    w = np.array([[2.0, 0.0, 6.0]] * 4)
+    u = np.array([0.0, 0.2, 0.25, 0.9])
+    assert rng.categorical(w, u).tolist() == [0, 0, 2, 2]
+    np.testing.assert_array_equal(rng.categorical(w / 8, u), rng.categorical(w, u))
+    # Ten 0.1s sum to 1 - 1.1e-16 in floating point: the largest u still draws the last action, never past it.
+    tenths = np.full((2, 10), 0.1)
+    assert rng.categorical(tenths, np.array([1.0 - 2**-53, 0.95])).tolist() == [9, 9]
+    assert rng.categorical(w[:1], np.array([0.0])).dtype == np.int64
+
+
+def test_categorical_matches_probabilities():
+    p = np.tile(np.array([[0.1, 0.0, 0.6, 0.3]]), (50_000, 1))
+    a = rng.categorical(p, np.random.default_rng(1).random(50_000))
+    np.testing.assert_allclose(np.bincount(a, minlength=4) / 50_000, p[0], atol=0.01)
+    assert rng.categorical(p[:2], np.array([0.0, 1.0 - 1e-16])).tolist() == [0, 3]
+
+
+def test_stream_numbers_are_pinned_distinct_and_16_bit():
+    """A renumbered stream silently changes every dataset; two uses sharing a number would draw the same numbers."""
+    assert {s.name: int(s) for s in rng.Stream} == {
+        "KEYDOOR_START": 1,
+        "BANDIT_PAYOUT": 2,
+        "EVAL_ACTION": 7,
+        "EXPLORE": 100,
+        "ACTION": 101,
+        "TIEBREAK": 102,
+        "INIT": 110,
+        "GAMMA_NORMAL": 130,
+        "GAMMA_ACCEPT": 131,
+    }
+    # IntEnum turns a repeated value into an alias silently: every name must own its number.
+    assert len({int(s) for s in rng.Stream.__members__.values()}) == len(rng.Stream.__members__)
+    assert all(0 <= s < 2**16 for s in rng.Stream)
+    init_layers = set(range(rng.Stream.INIT, rng.Stream.INIT + 20))  # A2C uses INIT + layer index, layers 0..19
+    assert not init_layers & ({int(s) for s in rng.Stream} - {int(rng.Stream.INIT)})
+    assert {t.name: int(t) for t in rng.Tag} == {"MODEL_INIT": 1, "DROPOUT": 2}
+    assert len({int(t) for t in rng.Tag.__members__.values()}) == len(rng.Tag.__members__)

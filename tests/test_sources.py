@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -9,10 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from algodistill import rng
+from algodistill import envs, rng
 from algodistill.envs import get_family
+from algodistill.envs.darkroom import DarkRoomFamily
 from algodistill.errors import UserError
+from algodistill.jsonio import jsonable
+from algodistill.presets import TABLE_4_A2C
 from algodistill.sources import (
+    SOURCE_NAMES,
     A2CConfig,
     NoiseConfig,
     QLearningConfig,
@@ -20,14 +25,16 @@ from algodistill.sources import (
     ThompsonConfig,
     UCBConfig,
     check_source,
+    fitting_sources,
     gae,
     make_source,
     rollout,
+    source_config,
     ucb_scores,
 )
 from algodistill.sources.a2c import A2C, log_softmax, padded, policy_head_grad
 from algodistill.sources.bandits import gamma_marsaglia_tsang
-from algodistill.sources.common import argmax_tiebreak, linear_epsilon, sample_categorical, state_index, state_strides
+from algodistill.sources.common import argmax_tiebreak, linear_epsilon, state_index, state_strides
 
 
 @pytest.fixture(autouse=True)
@@ -104,13 +111,6 @@ def test_argmax_tiebreak_is_uniform_over_ties_only() -> None:
     assert argmax_tiebreak(np.array([[0.0, 2.0, 1.0]]), np.array([0.99]))[0] == 1
 
 
-def test_sample_categorical_matches_probabilities() -> None:
-    p = np.tile(np.array([[0.1, 0.0, 0.6, 0.3]]), (50_000, 1))
-    a = sample_categorical(p, np.random.default_rng(1).random(50_000))
-    np.testing.assert_allclose(np.bincount(a, minlength=4) / 50_000, p[0], atol=0.01)
-    assert sample_categorical(p[:2], np.array([0.0, 1.0 - 1e-16])).tolist() == [0, 3]
-
-
 def test_state_index_is_the_grid_cell() -> None:
     fam: Any = get_family("darkroom")
     xy = fam.xy  # (S, 2): cell c = x * size + y
@@ -175,9 +175,17 @@ def test_a2c_backward_matches_autograd() -> None:
 
 
 def test_check_source_errors() -> None:
-    with pytest.raises(UserError, match=r"^source='ucb' does not fit env='darkroom': choose one of a2c, qlearning"):
+    with pytest.raises(
+        UserError,
+        match=r"^source='ucb' does not fit env='darkroom' \(it needs a bandit\): "
+        r"choose one of a2c, qlearning, noise, expert, random$",
+    ):
         check_source("ucb", "darkroom")
-    with pytest.raises(UserError, match="source='a2c' does not fit env='bandit': choose one of ucb, thompson"):
+    with pytest.raises(
+        UserError,
+        match=r"^source='a2c' does not fit env='bandit' \(it needs categorical observations\): "
+        r"choose one of ucb, thompson, noise, expert, random$",
+    ):
         check_source("a2c", "bandit")
     with pytest.raises(UserError, match="source='ppo' is unknown: choose one of ucb, thompson, a2c"):
         check_source("ppo", "darkroom")
@@ -199,7 +207,7 @@ def test_check_source_errors() -> None:
         lambda: A2CConfig(adam_beta2=1.0),
         lambda: A2CConfig(hidden=()),
         lambda: A2CConfig(hidden=(64, 0)),
-        lambda: A2CConfig(preset="huge"),  # type: ignore[arg-type]
+        lambda: A2CConfig(adam_eps=0.0),
         lambda: QLearningConfig(lr=2.0),
         lambda: QLearningConfig(gamma=1.0),
         lambda: QLearningConfig(eps_final=-0.1),
@@ -212,13 +220,27 @@ def test_config_invariants_raise_user_errors(make) -> None:
         make()
 
 
-def test_a2c_presets() -> None:
-    assert A2CConfig().resolved().hidden == (64, 64) and A2CConfig().resolved().lr == 1e-3
-    paper = A2CConfig(preset="paper").resolved()
+def test_a2c_defaults_and_table_4() -> None:
+    assert A2CConfig().hidden == (64, 64) and A2CConfig().lr == 1e-3  # our faster default
+    paper = TABLE_4_A2C.a2c  # the paper presets' source settings
     table4 = ((128, 128, 128), 1e-4, 0.99, 0.95, 0.01)
     assert (paper.hidden, paper.lr, paper.gamma, paper.gae_lambda, paper.ent_coef) == table4
     assert (paper.adam_beta1, paper.adam_beta2, paper.adam_eps) == (0.9, 0.999, 1e-6)
-    assert A2CConfig(preset="paper", lr=3e-4).resolved().lr == 3e-4
+    assert dataclasses.replace(paper, lr=3e-4).lr == 3e-4  # one field overridden, the rest kept
+    assert dataclasses.replace(paper, lr=3e-4).hidden == (128, 128, 128)
+    # Only the A2C settings differ from the defaults: the other sources keep theirs.
+    assert dataclasses.replace(TABLE_4_A2C, a2c=A2CConfig()) == SourceConfig()
+
+
+def test_source_config_is_the_chosen_sources_hyperparameters() -> None:
+    cfg = SourceConfig(a2c=A2CConfig(hidden=(32,)), noise=NoiseConfig(eps_final=0.2))
+    assert source_config("a2c", cfg) == jsonable(cfg.a2c)
+    assert source_config("a2c", cfg)["hidden"] == [32]  # JSON data, as the manifest stores it
+    assert source_config("noise", cfg) == {"eps_final": 0.2, "anneal_fraction": cfg.noise.anneal_fraction}
+    for name in ("ucb", "thompson", "qlearning"):
+        assert source_config(name, cfg) == jsonable(getattr(cfg, name))
+    assert source_config("expert", cfg) == source_config("random", cfg) == {}  # no hyperparameters
+    assert {name: type(source_config(name, cfg)) for name in SOURCE_NAMES} == dict.fromkeys(SOURCE_NAMES, dict)
 
 
 def test_source_config_is_a_cli() -> None:
@@ -227,6 +249,34 @@ def test_source_config_is_a_cli() -> None:
     assert cfg.a2c.lr == 0.002 and cfg.qlearning.gamma == 0.8
     with pytest.raises(UserError, match=r"a2c\.lr=-1\.0"):
         tyro.cli(SourceConfig, args=["--a2c.lr", "-1"])
+
+
+def test_fitting_sources_by_env() -> None:
+    assert fitting_sources("bandit") == ("ucb", "thompson", "noise", "expert", "random")
+    for name in ("darkroom", "darkroom-hard", "keydoor"):
+        assert fitting_sources(name) == ("a2c", "qlearning", "noise", "expert", "random")
+
+
+def _toy_room(name: str, **spec_changes: Any) -> DarkRoomFamily:
+    """A small Dark Room under another name, its spec changed as given."""
+    fam = DarkRoomFamily(name, "algodistill/DarkRoom-v0", size=3, hard=False, num_test=2, episode_length=4)
+    fam.spec = dataclasses.replace(fam.spec, name=name, **spec_changes)
+    return fam
+
+
+def test_sources_fit_envs_by_their_spec_not_their_name(monkeypatch) -> None:
+    # A private copy of the registry, so the toy families do not outlive this test.
+    monkeypatch.setattr(envs, "_FAMILIES", dict(envs._FAMILIES))
+    envs.register_family("toy-grid", lambda: _toy_room("toy-grid"))
+    envs.register_family("toy-one-state", lambda: _toy_room("toy-one-state", obs_shape=(1,), obs_high=(1,)))
+    envs.register_family("toy-image", lambda: _toy_room("toy-image", obs_shape=(4, 4, 3), obs_high=None))
+    assert fitting_sources("toy-grid") == ("a2c", "qlearning", "noise", "expert", "random")
+    assert fitting_sources("toy-one-state") == ("ucb", "thompson", "noise", "expert", "random")
+    assert fitting_sources("toy-image") == ("noise", "expert", "random")  # no table without a vocabulary
+    with pytest.raises(UserError, match=r"source='qlearning' does not fit env='toy-image' \(it needs categorical"):
+        check_source("qlearning", "toy-image")
+    env = get_family("toy-grid").make(np.arange(3))
+    rollout(env, make_source("qlearning", env, 0, np.arange(3), 8, SourceConfig()), 8)  # and the source runs on it
 
 
 def test_make_source_rejects_bad_ids_and_lengths() -> None:

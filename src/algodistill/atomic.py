@@ -1,6 +1,6 @@
 """Atomic file writes: a reader never sees a half-written file at the final path.
 
-The pattern (engineering.md C.1, "Atomic writes"): write `name.tmp-<pid>` in the same directory,
+The usual pattern (e.g. CellBender PR #253, openmm PR #1683): write `name.tmp-<pid>` in the same directory,
 fsync it, `os.replace` it onto the final name (atomic on POSIX and Windows), fsync the directory so
 the rename itself survives a power loss, and remove the temporary file if anything fails. A writer
 killed with SIGKILL can still leave a stale `*.tmp-<pid>` file behind, but never a partial file at

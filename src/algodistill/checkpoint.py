@@ -1,50 +1,53 @@
-"""Training checkpoints: what they hold, atomic writes, safe and strict loads (engineering.md C.1).
+"""Training checkpoints: what they hold, atomic writes, safe and strict loads, and the model they rebuild.
 
 A checkpoint is one `torch.save`d dict of tensors and plain data (`CKPT_KEYS`):
 
-    format, version   "algodistill-train", 1
-    step              optimizer steps finished; the next batch is rng.np_rng(seed, step)
-    config            the resolved TrainConfig as a JSON-able dict (`train.config_to_dict`)
+    format, version   "algodistill-train", 2
+    iter              optimizer iterations finished; the next batch is rng.np_rng(seed, iter)
+    job               what determines the weights (`TrainJob.record`): env, method, seed, model, train
     data_hash         config hash of the dataset's manifest: resuming on other data is refused
-    spec              the env spec the model was built for (asdict(EnvSpec), tuples as lists)
-    model             state_dict of the ADTransformer (not of its DDP wrapper)
+    spec              the env spec the model was built for (`EnvSpec.record`)
+    model             state_dict of the method's model (not of its DDP wrapper)
     optimizer         AdamW state_dict
-    rng               torch CPU (and CUDA) generator states (the trainer also reseeds per step)
-    log_accum         [loss sum, accuracy sum, steps] since the last metrics line
+    rng               torch CPU (and CUDA) generator states (the trainer also reseeds per iteration)
+    log_accum         [loss sum, accuracy sum, iterations] since the last metrics line
     package_version   algodistill version that wrote it
 
-No scheduler state: the learning rate is a function of the step. No numpy state: batches come from
-`np_rng(seed, step)`. Files are written with `atomic.atomic_path` (temp + fsync + rename), so the path
-holds the previous or the new checkpoint, never a partial one, and loaded with
-`torch.load(weights_only=True)`, which refuses pickled code.
+`load_model` rebuilds whichever model the job names: the method's model with the observation encoder
+of its model config, checked against the env's observations. No scheduler state: the learning rate is
+a function of the iteration. No numpy state: batches come from `np_rng(seed, iter)`. Files are written
+with `atomic.atomic_path` (temp + fsync + rename), so the path holds the previous or the new
+checkpoint, never a partial one, and loaded with `torch.load(weights_only=True)`, which refuses
+pickled code (a file crafted to run code on load is refused before anything runs).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from algodistill import __version__
 from algodistill.atomic import TMP_MARKER, atomic_path
-from algodistill.envs import EnvSpec, get_family
+from algodistill.envs import get_family
 from algodistill.errors import UserError
-from algodistill.model import ADTransformer, ModelConfig
+from algodistill.jsonio import first_difference, from_jsonable
+from algodistill.methods import get_method
+from algodistill.model import ModelConfig
 
-FORMAT, VERSION = "algodistill-train", 1
+FORMAT, VERSION = "algodistill-train", 2
 CKPT_NAME = "ckpt.pt"
 """File name of the (latest) checkpoint inside a run directory."""
 CKPT_KEYS = frozenset(
     {
         "format",
         "version",
-        "step",
-        "config",
+        "iter",
+        "job",
         "data_hash",
         "spec",
         "model",
@@ -73,8 +76,7 @@ def sweep_temporaries(directory: str | os.PathLike[str]) -> None:
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and check a training checkpoint on the CPU; UserError if unreadable, unsafe or malformed.
 
-    `weights_only=True` unpickles only tensors and plain containers, so a file crafted to run code
-    (a class with `__reduce__`) is refused before anything runs.
+    `weights_only=True` unpickles only tensors and plain containers.
     """
     p = Path(path)
     if not p.is_file():
@@ -99,8 +101,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if extra := sorted(ckpt.keys() - CKPT_KEYS, key=str):
         raise UserError(f"checkpoint {p} has an unknown field {extra[0]!r}; it was not written by this version")
     types = {
-        "step": int,
-        "config": dict,
+        "iter": int,
+        "job": dict,
         "data_hash": str,
         "spec": dict,
         "model": dict,
@@ -131,46 +133,20 @@ def load_state(module: torch.nn.Module, state: dict[str, Any], path: str | os.Pa
     module.load_state_dict(state, strict=True)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for k, v in d.items():
-        if isinstance(v, dict):
-            yield from _flatten(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
-
-
-def config_mismatch(saved: dict[str, Any], requested: dict[str, Any], ignore: Iterable[str] = ()) -> str | None:
-    """The first dotted field (e.g. "model.n_embd") whose value differs, with both values; None if all match.
-
-    Top-level fields named in `ignore` (and their sub-fields) are not compared.
-    """
-    skip = set(ignore)
-    a, b = dict(_flatten(saved)), dict(_flatten(requested))
-    for key in sorted(set(a) | set(b)):
-        if key.split(".")[0] in skip:
-            continue
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if va != vb:
-            return f"{key} (checkpoint {va!r}, requested {vb!r})"
-    return None
-
-
-def spec_dict(spec: EnvSpec) -> dict[str, Any]:
-    """An env spec as JSON-able data (tuples as lists), as a dataset manifest and a checkpoint store it."""
-    return dict(json.loads(json.dumps(dataclasses.asdict(spec))))
-
-
-def resume_checkpoint(
-    ckpt_path: Path, resume: bool, config: dict[str, Any], data_hash: str, run_control: Iterable[str]
+def resume_from(
+    ckpt_path: Path, resume: bool, job: dict[str, Any], data_hash: str, resumable: Iterable[str]
 ) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None for a fresh run; UserError if the run directory must not be touched.
 
-    Refused: `ckpt_path` exists but `resume` is False; its config differs from `config` on a field not
-    in `run_control` (the message names the field); it was trained on a dataset of another config hash.
+    Refused: `ckpt_path` exists but `resume` is False; its job record differs from `job` on a field other
+    than the train fields named in `resumable` (the message names the field); it was trained on a
+    dataset of another config hash.
     """
     out = ckpt_path.parent
     if out.exists() and not out.is_dir():
         raise UserError(f"out={out} exists and is not a directory: choose another --out")
+    if ckpt_path.exists() and not ckpt_path.is_file():
+        raise UserError(f"out={out} holds a directory {ckpt_path.name}, not a checkpoint: choose another --out")
     if not ckpt_path.is_file():
         return None
     if not resume:
@@ -178,9 +154,19 @@ def resume_checkpoint(
             f"out={out} already holds a run ({ckpt_path.name}); pass --resume to continue it or choose another --out"
         )
     saved = load_checkpoint(ckpt_path)
-    if diff := config_mismatch(saved["config"], config, ignore=run_control):
+    skip = set(resumable)
+
+    def fixed(record: dict[str, Any]) -> dict[str, Any]:  # the record without the fields a resume may change
+        train = record.get("train")
+        return (
+            record | {"train": {k: v for k, v in train.items() if k not in skip}} if isinstance(train, dict) else record
+        )
+
+    if diff := first_difference(fixed(saved["job"]), fixed(job)):
+        name, old, new = diff
         raise UserError(
-            f"out={out} holds a run with another config: {diff}; pass the same value to resume or choose another --out"
+            f"out={out} holds a run with another config: {name} (checkpoint {old!r}, requested {new!r}); "
+            "pass the same value to resume or choose another --out"
         )
     if saved["data_hash"] != data_hash:
         raise UserError(
@@ -192,22 +178,21 @@ def resume_checkpoint(
 
 def load_model(
     ckpt_path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> tuple[ADTransformer, dict[str, Any]]:
-    """The trained model (eval mode, on `device`) and its train config dict (e.g. cfg["env"]) from a checkpoint.
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained model (eval mode, on `device`) and its job record (`TrainJob.record`: env, method, seed,
+    model, train) from a checkpoint.
 
-    Loads with weights_only=True; a malicious, damaged or mismatching file raises UserError.
+    Loads with weights_only=True; a malicious, damaged or mismatching file raises UserError, and so does
+    a model config whose observation encoder cannot read the env's observations.
     """
     ckpt = load_checkpoint(ckpt_path)
-    cfg = ckpt["config"]
-    try:
-        mcfg = ModelConfig(**cfg["model"])
-        family = get_family(cfg["env"])
-    except (TypeError, KeyError) as e:
-        raise UserError(
-            f"checkpoint {ckpt_path} has a malformed config ({e}); it was written by another version"
-        ) from None
-    if ckpt["spec"] != spec_dict(family.spec):
-        raise UserError(f"checkpoint {ckpt_path} was trained for another definition of env {cfg['env']!r}: retrain")
-    model = ADTransformer(mcfg, family.spec)
+    job = ckpt["job"]
+    if not isinstance(job.get("env"), str) or not isinstance(job.get("method"), str):
+        raise UserError(f"checkpoint {ckpt_path} names no env and method; it was written by another version")
+    family, method = get_family(job["env"]), get_method(job["method"])
+    model_cfg = from_jsonable(ModelConfig, job.get("model"), "model.")
+    if ckpt["spec"] != family.spec.record():
+        raise UserError(f"checkpoint {ckpt_path} was trained for another definition of env {job['env']!r}: retrain")
+    model = method.build_model(model_cfg, family.spec, None)
     load_state(model, ckpt["model"], ckpt_path)
-    return model.to(device).eval(), cfg
+    return model.to(device).eval(), job

@@ -1,13 +1,20 @@
-"""The `algodistill` command line: one tyro subcommand per stage of the AD pipeline.
+"""The `algodistill` command line: one subcommand per stage of the AD pipeline, and `config`.
 
-Every subcommand takes one frozen config dataclass whose documented fields are its flags. Bad input
-raises `UserError`, printed here as one line (`error: ...`) with exit code 2.
+Every subcommand takes one frozen config dataclass whose documented fields are its flags (tyro). `run`
+and `config` start from the preset of ENV (`algodistill.presets`), or from a `--config` file, and
+`train` from the preset of `--env`; the flags override single fields. Bad input raises `UserError`,
+printed here as one line (`error: ...`) with exit code 2; tyro's own parse errors are folded to one
+line too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,13 +23,15 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from algodistill.configs import RunConfig, TrainJob
 from algodistill.datasummary import InspectConfig, inspect
 from algodistill.envs import ENV_NAMES, get_family
 from algodistill.errors import UserError
 from algodistill.evaluate import EvaluateConfig, evaluate
 from algodistill.generate import GenerateConfig, generate
-from algodistill.pipeline import RunConfig, run
-from algodistill.train import TrainConfig, TrainingDiverged, parse_config, train
+from algodistill.pipeline import resolved_config, run
+from algodistill.presets import check_same_base, run_defaults, train_defaults
+from algodistill.train import TrainingDiverged, train
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ def envs(cfg: EnvsConfig) -> None:
             name,
             s.gym_id,
             s.description,
-            f"{s.obs_dim} ints < {s.obs_high}",
+            s.describe_obs(),
             str(s.num_actions),
             str(s.episode_length),
             str(s.num_tasks),
@@ -62,32 +71,96 @@ def envs(cfg: EnvsConfig) -> None:
     Console(width=200).print(table)
 
 
-COMMANDS: dict[str, tuple[type, Callable[[Any], object]]] = {
-    "envs": (EnvsConfig, envs),
-    "generate": (GenerateConfig, generate),
-    "inspect": (InspectConfig, inspect),
-    "train": (TrainConfig, train),
-    "evaluate": (EvaluateConfig, evaluate),
-    "run": (RunConfig, run),
+def show_config(cfg: RunConfig) -> None:
+    """`algodistill config`: the resolved configuration of a run, as JSON that `run --config` reads."""
+    print(json.dumps(resolved_config(cfg), indent=2))
+
+
+@dataclass(frozen=True)
+class _Command:
+    config: type
+    action: Callable[[Any], object]
+    defaults: Callable[[Sequence[str]], Any] | None = None  # the instance the flags override
+    summary: str = ""
+
+
+COMMANDS: dict[str, _Command] = {
+    "envs": _Command(EnvsConfig, envs, summary="the task families: spec, splits, optimal and random returns"),
+    "generate": _Command(GenerateConfig, generate, summary="learning histories of a source algorithm -> a dataset"),
+    "inspect": _Command(InspectConfig, inspect, summary="what a dataset holds, and its source's learning curve"),
+    "train": _Command(TrainJob, train, train_defaults, "train a method's model on a dataset (preset of --env)"),
+    "evaluate": _Command(EvaluateConfig, evaluate, summary="a checkpoint in context on held-out tasks"),
+    "run": _Command(RunConfig, run, run_defaults, "every stage from nothing to a report, resumable (preset of ENV)"),
+    "config": _Command(RunConfig, show_config, run_defaults, "print the resolved configuration of a run, as JSON"),
 }
+
+
+def _usage() -> str:
+    lines = ["usage: algodistill COMMAND [--help] [flags]", "", "commands:"]
+    lines += [f"  {name:<9} {c.summary}" for name, c in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _one_line(box: str, prog: str) -> str:
+    """tyro's boxed parse error folded to one line: its first paragraph, and the flag it concerns.
+
+    The box is drawn in Unicode or, on a plain stream, in ASCII; both are read the same way.
+    """
+    paragraphs: list[list[str]] = [[]]
+    for line in box.splitlines():
+        core = line.strip(" │╭╮╰╯|+")
+        if not core or (set(core) <= set("─-") or (core[0] in "─-" and core[1:2] == " ")):  # a rule or the title
+            paragraphs.append([])
+        else:
+            paragraphs[-1].append(core)
+    paragraphs = [p for p in paragraphs if p]
+    if "╭" not in box and len(paragraphs) > 1:  # ASCII: the title is a paragraph of its own
+        paragraphs = paragraphs[1:]
+    text = " ".join(" ".join(paragraphs[0]).split()) if paragraphs else "the command line could not be parsed"
+    flags = [m[0] for p in paragraphs[1:] for ln in p if (m := re.match(r"--[\w.-]+(?: [A-Z{][^ ]*)?", ln))]
+    if flags and "Perhaps you meant" in box:
+        text += f"; did you mean {flags[0]}?"
+    elif flags and flags[0].split()[0] in text:
+        text += f"; expected {flags[0]}"
+    return f"{text} (see {prog} --help)"
+
+
+def _parse(command: str, args: Sequence[str]) -> Any:
+    c, prog = COMMANDS[command], f"algodistill {command}"
+    default = c.defaults(args) if c.defaults is not None else None
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            cfg = tyro.cli(c.config, args=list(args), default=default, prog=prog)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise UserError(_one_line(captured.getvalue(), prog)) from None
+        sys.stderr.write(captured.getvalue())
+        raise
+    if isinstance(cfg, RunConfig):
+        check_same_base(cfg, default)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `algodistill` console script."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        args = sys.argv[1:] if argv is None else argv
-        if args[:1] == ["train"]:  # its defaults depend on --preset and --env: a two-pass parse
-            cfg: Any = parse_config(args[1:], prog="algodistill train")
-        else:
-            cfg = tyro.extras.subcommand_cli_from_dict({name: c for name, (c, _) in COMMANDS.items()}, args=args)
-        next(command for c, command in COMMANDS.values() if isinstance(cfg, c))(cfg)
+        if not args or args[0] in ("-h", "--help"):
+            print(_usage())
+            if not args:  # a command is required
+                raise SystemExit(2)
+            return
+        if args[0] not in COMMANDS:
+            raise UserError(f"command {args[0]!r} is unknown: choose one of {', '.join(COMMANDS)}")
+        COMMANDS[args[0]].action(_parse(args[0], args[1:]))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    except KeyboardInterrupt as e:  # TrainingInterrupted too: the last finished step was saved
+    except KeyboardInterrupt as e:  # TrainingInterrupted too: the last finished iteration was saved
         print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         raise SystemExit(130) from None
 

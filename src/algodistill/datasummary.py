@@ -12,8 +12,8 @@ import numpy as np
 import tyro
 
 from algodistill.atomic import atomic_path
-from algodistill.dataset import Dataset
-from algodistill.errors import UserError
+from algodistill.errors import UserError, check_output
+from algodistill.sampler import Dataset
 
 
 def block_curve(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,11 +41,13 @@ class InspectConfig:
     def __post_init__(self) -> None:
         if self.blocks < 1:
             raise UserError(f"blocks={self.blocks} must be positive: pass --blocks 1 or more")
+        if self.png is not None:
+            check_output(self.png, "png", directory=False)
 
 
 def inspect(cfg: InspectConfig) -> None:
     """`algodistill inspect`."""
-    if not (cfg.path / "manifest.json").exists() and not cfg.path.is_dir():
+    if not cfg.path.is_dir():
         raise UserError(f"path={cfg.path} is not a dataset directory: pass the --out of `algodistill generate`")
     with Dataset.open(cfg.path) as ds:
         returns = ds.episode_returns()  # (N, E)

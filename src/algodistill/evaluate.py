@@ -1,9 +1,10 @@
 """In-context evaluation: a frozen model on held-out tasks from an empty context (paper Sec. 4.3, Alg. 1).
 
-Many (task, seed) streams run in parallel through one KV cache: at every step the model reads its own
-growing history (o_t, a_{t-1}, r_{t-1}) and its action is sampled from the predicted distribution
-(paper App. B; `greedy=True` takes the argmax instead, as corl-team/ad-eps does). Nothing is learned:
-the weights stay frozen, so a rising return per episode is in-context RL.
+Many (task, seed) streams run in parallel through one policy state (AD: one KV cache): at every step
+the method's policy reads the stream's growing history and its action is sampled from the predicted
+distribution (paper App. B; `greedy` takes the argmax instead, as corl-team/ad-eps does). Nothing is
+learned: the weights stay frozen, so a rising return per episode is in-context RL. Which method a
+checkpoint holds is read from it; the rollout only talks to the method's `Policy`.
 
 The baselines run on the same streams: the source algorithm learning from scratch (its return per
 episode over the same number of env steps), and the exact expected returns of the uniform-random
@@ -12,91 +13,81 @@ and the optimal policy (`TaskFamily.random_return` / `optimal_return`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 
 from algodistill import rng
 from algodistill.atomic import atomic_path
 from algodistill.checkpoint import load_model
+from algodistill.configs import EvalConfig
+from algodistill.device import DeviceName, autocast, pick_device
 from algodistill.envs import TaskFamily, get_family
-from algodistill.errors import UserError
-from algodistill.model import ADTransformer
+from algodistill.errors import UserError, check_input_file, check_output
+from algodistill.methods import NO_ACTION, Policy, get_method
+from algodistill.rng import Stream
 from algodistill.sources import SourceConfig, make_source, rollout
-from algodistill.train import pick_device
-
-_ACTION_STREAM = 7  # hashed-uniform stream for action sampling; the envs use streams 1 and 2
 
 
-def eval_streams(family: TaskFamily, split: str, num_tasks: int, seeds: int) -> np.ndarray:
+def eval_streams(family: TaskFamily, split: str, num_tasks: int, streams_per_task: int) -> np.ndarray:
     """Task id of every evaluation stream: `num_tasks` tasks of the split (all when it has fewer;
-    otherwise a fixed-seed sample) times `seeds` streams each. (num_tasks * seeds,) int64"""
+    otherwise a fixed-seed sample) times `streams_per_task` streams each. (num_tasks * streams,) int64"""
     tasks = family.split(split)
     if num_tasks < len(tasks):
         tasks = np.sort(rng.np_rng(0, len(tasks)).choice(tasks, num_tasks, replace=False))
-    return np.repeat(tasks, seeds)
+    return np.repeat(tasks, streams_per_task)
 
 
 def sample_actions(logits: torch.Tensor, keys: np.ndarray, step: int, greedy: bool) -> np.ndarray:
-    """Sample a_t from softmax(logits) by inverting the CDF at a hashed uniform per stream, so a
-    stream's actions do not depend on how many streams run together. logits (S, A) -> (S,) int64"""
+    """a_t from softmax(logits) at a hashed uniform per stream, so a stream's actions do not depend on how
+    many streams run together; or the argmax. logits (S, A) -> (S,) int64"""
     if greedy:
         return logits.argmax(dim=-1).cpu().numpy()
-    cdf = torch.softmax(logits.float(), dim=-1).cumsum(dim=-1).cpu().numpy()  # (S, A)
-    u = rng.uniform(keys, step, stream=_ACTION_STREAM)[:, None]  # (S, 1)
-    return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=1), logits.shape[-1] - 1)
+    p = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (S, A)
+    return rng.categorical(p, rng.uniform(keys, step, stream=Stream.EVAL_ACTION))
 
 
 @torch.no_grad()
-def rollout_model(
-    model: ADTransformer,
+def rollout_policy(
+    policy: Policy,
     family: TaskFamily,
     stream_tasks: np.ndarray,
     episodes: int,
     *,
+    device: torch.device,
     greedy: bool = False,
     seed: int = 0,
-    use_cache: bool = True,
 ) -> np.ndarray:
-    """Run a frozen model from an empty context on every stream for `episodes` episodes.
+    """Run a policy from an empty context on every stream for `episodes` episodes; returns per episode (S, E).
 
-    With `use_cache=False` the whole window of the last `context` steps is recomputed at every step,
-    as the public implementations do (kept for benchmarks/evaluate.py). Until the window fills, both
-    see the same context; after that the cache re-prefills (learned positions) or rolls (rope), see
-    `algodistill.model`, while this path slides one step at a time. Returns per-episode returns (S, E).
+    One policy step per env step and none for resets: the policy sees (o_t, a_{t-1}, r_{t-1}, done_{t-1})
+    with a_{t-1} = NO_ACTION at each stream's first step.
     """
-    model.eval()
-    spec = family.spec
-    device = next(model.parameters()).device
-    S, H, c = len(stream_tasks), spec.episode_length, model.cfg.context
+    S, H = len(stream_tasks), family.spec.episode_length
     env = family.make(stream_tasks, seed=seed, ids=np.arange(S))
     keys = rng.learner_keys(seed, np.arange(S))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    cache = model.new_cache(S) if use_cache else None
-    a_tm1 = torch.full((S,), spec.num_actions, dtype=torch.long, device=device)  # start index: no a_{-1}
+    state = policy.init_state(S)
+    a_tm1 = torch.full((S,), NO_ACTION, dtype=torch.long, device=device)
     r_tm1 = torch.zeros(S, device=device)
-    window: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    done_tm1 = torch.ones(S, dtype=torch.bool, device=device)  # the first step starts an episode
     returns = np.zeros((S, episodes))
     step = 0
     for e in range(episodes):
         o_t = env.reset()
         for _ in range(H):
-            obs = torch.as_tensor(o_t, dtype=torch.long, device=device)  # (S, D)
-            with autocast:
-                if cache is not None:
-                    logits = model.step(cache, obs, a_tm1, r_tm1)  # (S, A)
-                else:
-                    window = [*window[-(c - 1) :], (obs, a_tm1, r_tm1)] if c > 1 else [(obs, a_tm1, r_tm1)]
-                    o_w, a_w, r_w = (torch.stack(x, dim=1) for x in zip(*window, strict=True))  # (S, <=c, ...)
-                    logits = model(o_w, a_w, r_w)[:, -1]  # (S, A)
-            a_t = sample_actions(logits, keys, step, greedy)
-            o_t, r_t, _ = env.step(a_t)
+            with autocast(device):
+                logits, state = policy.act(state, torch.as_tensor(o_t, device=device), a_tm1, r_tm1, done_tm1)
+            a_t = sample_actions(logits, keys, step, greedy)  # (S,)
+            o_t, r_t, done_t = env.step(a_t)
             returns[:, e] += r_t
             a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=device)
             r_tm1 = torch.as_tensor(r_t, dtype=torch.float32, device=device)
+            done_tm1 = torch.as_tensor(done_t, device=device)
             step += 1
     return returns
 
@@ -121,6 +112,38 @@ def rollout_source(
     return data["rewards"].reshape(S, episodes, H).sum(axis=2)
 
 
+def evaluate_checkpoint(
+    ckpt: Path,
+    cfg: EvalConfig,
+    splits: Sequence[str],
+    *,
+    seed: int,
+    device: torch.device,
+    env: str | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A checkpoint's method in context on each split: {split: (returns (S, E), stream task ids (S,))}.
+
+    `env`, when given, must be the checkpoint's (UserError otherwise)."""
+    model, job = load_model(ckpt, device=device)
+    if env is not None and env != job["env"]:
+        raise UserError(f"checkpoint {ckpt} was trained on env={job['env']!r}, not {env!r}: pass its env")
+    family = get_family(job["env"])
+    policy = get_method(job["method"]).policy(model)
+    results = {}
+    for split in splits:
+        streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
+        returns = rollout_policy(policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed)
+        results[split] = (returns, streams)
+    return results
+
+
+def save_returns(path: Path, returns: np.ndarray, stream_tasks: np.ndarray) -> None:
+    """Atomically save returns (S, E) and the streams' task ids as .npz."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, returns=returns.astype(np.float32), task_ids=stream_tasks)
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Run a trained checkpoint frozen on held-out tasks from an empty context; save returns per episode."""
@@ -131,46 +154,34 @@ class EvaluateConfig:
     """expected env of the checkpoint (default: the checkpoint's own); a mismatch is an error"""
     split: str = "test"
     """task split to evaluate on: "test" (held-out) or "train" (for comparison)"""
-    episodes: int = 100
-    """episodes per stream (paper Sec. 4.3: 1000 for the Dark environments)"""
-    tasks: int = 20
-    """tasks drawn from the split (all of them when the split is smaller; paper: 20)"""
-    seeds: int = 5
-    """evaluation streams per task (paper: 5 training seeds x 20 evaluation seeds)"""
-    greedy: bool = False
-    """take the argmax action instead of sampling (paper App. B samples)"""
+    eval: Annotated[EvalConfig, tyro.conf.arg(name="")] = field(default_factory=EvalConfig)
+    """episodes, tasks and streams (paper Sec. 4.3: 1000 episodes for the Dark environments, 20 tasks)"""
     seed: int = 0
     """seed of the env and action-sampling streams"""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DeviceName = "auto"
     """"auto" uses CUDA (bf16 autocast) when present"""
     out: Path | None = None
     """where to save the returns (.npz; default: eval-<split>.npz next to the checkpoint)"""
+    quiet: bool = False
+    """print nothing on success"""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "tasks", "seeds"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)} must be positive: pass --{name} 1 or more")
+        check_input_file(self.ckpt, "ckpt", "pass the ckpt.pt written by `algodistill train`")
+        check_output(self.out_path, "out", directory=False)
+
+    @property
+    def out_path(self) -> Path:
+        return self.out or self.ckpt.parent / f"eval-{self.split}.npz"
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
     """`algodistill evaluate`: returns per episode of a frozen checkpoint, saved as .npz."""
     device = pick_device(cfg.device)
-    model, saved = load_model(cfg.ckpt, device=device)
-    env_name = saved["env"]
-    if cfg.env is not None and cfg.env != env_name:
-        raise UserError(f"checkpoint {cfg.ckpt} was trained on env={env_name!r}, not {cfg.env!r}: pass its env")
-    family = get_family(env_name)
-    stream_tasks = eval_streams(family, cfg.split, cfg.tasks, cfg.seeds)
-    returns = rollout_model(model, family, stream_tasks, cfg.episodes, greedy=cfg.greedy, seed=cfg.seed)
-    out = cfg.out or Path(cfg.ckpt).parent / f"eval-{cfg.split}.npz"
-    save_returns(out, returns, stream_tasks)
-    mean = returns.mean(axis=0)
-    print(f"{env_name} {cfg.split}: return episode 1 {mean[0]:.2f}, last {mean[-1]:.2f} -> {out}")
-    return out
-
-
-def save_returns(path: Path, returns: np.ndarray, stream_tasks: np.ndarray) -> None:
-    """Atomically save returns (S, E) and the streams' task ids as .npz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, returns=returns.astype(np.float32), task_ids=stream_tasks)
+    returns, streams = evaluate_checkpoint(cfg.ckpt, cfg.eval, [cfg.split], seed=cfg.seed, device=device, env=cfg.env)[
+        cfg.split
+    ]
+    save_returns(cfg.out_path, returns, streams)
+    if not cfg.quiet:
+        mean = returns.mean(axis=0)
+        print(f"{cfg.split}: return episode 1 {mean[0]:.2f}, last {mean[-1]:.2f} -> {cfg.out_path}")
+    return cfg.out_path

@@ -14,8 +14,6 @@ last shard is in. A different config for an existing dataset is refused before a
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import multiprocessing
 import os
 import time
@@ -31,8 +29,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from algodistill import __version__, dataset
 from algodistill.dataset import Histories
 from algodistill.envs import get_family
-from algodistill.errors import UserError
-from algodistill.sources import SourceConfig, check_source, make_source, rollout
+from algodistill.errors import UserError, check_output
+from algodistill.jsonio import jsonable
+from algodistill.sources import SourceConfig, check_source, make_source, rollout, source_config
 
 _SOURCE_THREADS = 1  # A2C's batched matmuls are small: a second thread costs more than it gives
 _CHUNK_STEPS = 2000  # steps per rollout call: the progress bar's granularity, and a bound on peak memory
@@ -83,6 +82,7 @@ class GenerateConfig:
                 f"choose a positive multiple of {H}, e.g. --steps {max(H, self.steps // H * H)}"
             )
         self.shard_part()
+        check_output(self.out_dir, "out", directory=True)
 
     def shard_part(self) -> tuple[int, int]:
         """(i, n): this process generates shards s with s mod n == i."""
@@ -106,11 +106,8 @@ class GenerateConfig:
         d: dict[str, Any] = {
             k: getattr(self, k) for k in ("env", "source", "histories", "steps", "split", "seed", "shard_size")
         }
-        sub = getattr(self.sources, self.source, None)
-        if sub is not None and hasattr(sub, "resolved"):  # A2C: record the preset's values, not its unset fields
-            sub = sub.resolved()
-        d["source_config"] = dataclasses.asdict(sub) if sub is not None else {}
-        return dict(json.loads(json.dumps(d)))  # as the manifest stores it (tuples become lists)
+        d["source_config"] = source_config(self.source, self.sources)
+        return dict(jsonable(d))  # as the manifest stores it (tuples become lists)
 
 
 def learner_tasks(cfg: GenerateConfig) -> np.ndarray:
@@ -142,7 +139,7 @@ def generate_shard(cfg: GenerateConfig, shard: int, on_chunk: Any = None) -> dat
         task_ids=tasks.astype(np.int64),
     )
     meta = {
-        "spec": dataclasses.asdict(family.spec),
+        "spec": family.spec.record(),
         "episode_length": family.spec.episode_length,
         "source": cfg.source,
         "seed": cfg.seed,

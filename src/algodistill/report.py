@@ -1,7 +1,8 @@
 """The run report: curves.png, report.md and report.json, next to the paper's numbers.
 
 Curves are per-episode returns on held-out tasks, shaped (streams, episodes), one per method (AD, ED,
-source, ...); the list of methods is open, so later baselines (RL^2, DPT) only add entries.
+source, ...); the list of methods is open, so later baselines (RL^2, DPT) only add entries. `styles`
+maps each curve's name to its label and colour (a method's own, `algodistill.methods`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from algodistill.atomic import atomic_path, atomic_write_bytes, atomic_write_jso
 from algodistill.stats import mean_ci, summarize
 
 PAPER: dict[str, dict[str, str]] = {
-    # paper.md Sec. 4 and 8: readings of AD Fig. 4 (about +-3-5% of the axis); no tables in the paper.
+    # Readings of AD Fig. 3 and 4 (about +-3-5% of the axis): the paper has no tables of results.
     "darkroom": {
         "ad": "≈14.1 after 1000 episodes (≈10 after 200)",
         "ed": "≈0.7",
@@ -37,10 +38,13 @@ PAPER: dict[str, dict[str, str]] = {
         "optimal": "-",
     },
 }
-STYLE = {"ad": ("AD", "C0"), "ed": ("ED", "C3"), "source": ("source", "C2")}
+Styles = dict[str, tuple[str, str]]
+"""curve name -> (label, matplotlib colour)"""
 
 
-def plot_curves(path: Path, env: str, curves: dict[str, np.ndarray], optimal: float, random: float) -> None:
+def plot_curves(
+    path: Path, env: str, curves: dict[str, np.ndarray], styles: Styles, optimal: float, random: float
+) -> None:
     """Return against episode with 95% confidence bands, and the optimal and random reference lines."""
     import matplotlib
 
@@ -49,7 +53,7 @@ def plot_curves(path: Path, env: str, curves: dict[str, np.ndarray], optimal: fl
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, returns in curves.items():
-        label, color = STYLE.get(name, (name, None))
+        label, color = styles[name]
         mean, lo, hi = mean_ci(returns)
         x = np.arange(1, len(mean) + 1)
         ax.plot(x, mean, label=label, color=color)
@@ -66,8 +70,8 @@ def plot_curves(path: Path, env: str, curves: dict[str, np.ndarray], optimal: fl
     plt.close(fig)
 
 
-def plot_losses(path: Path, metrics: dict[str, Path]) -> None:
-    """Training loss and action accuracy against step, from each run's metrics.jsonl."""
+def plot_losses(path: Path, metrics: dict[str, Path], styles: Styles) -> None:
+    """Training loss and action accuracy against iteration, from each run's metrics.jsonl."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,13 +80,13 @@ def plot_losses(path: Path, metrics: dict[str, Path]) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, file in metrics.items():
         rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-        label, color = STYLE.get(name, (name, None))
-        steps = [r["step"] for r in rows]
-        ax_loss.plot(steps, [r["loss"] for r in rows], label=label, color=color)
-        ax_acc.plot(steps, [r["accuracy"] for r in rows], label=label, color=color)
-    ax_loss.set_xlabel("optimizer step")
-    ax_loss.set_ylabel("NLL of the source's action")
-    ax_acc.set_xlabel("optimizer step")
+        label, color = styles[name]
+        iters = [r["iter"] for r in rows]
+        ax_loss.plot(iters, [r["loss"] for r in rows], label=label, color=color)
+        ax_acc.plot(iters, [r["accuracy"] for r in rows], label=label, color=color)
+    ax_loss.set_xlabel("optimizer iteration")
+    ax_loss.set_ylabel("training loss (NLL of the target action)")
+    ax_acc.set_xlabel("optimizer iteration")
     ax_acc.set_ylabel("action accuracy")
     ax_loss.legend(fontsize=8)
     fig.tight_layout()
@@ -103,6 +107,7 @@ def write_report(
     env: str,
     preset: str,
     curves: dict[str, np.ndarray],
+    styles: Styles,
     optimal: float,
     random: float,
     timings: dict[str, float],
@@ -121,7 +126,7 @@ def write_report(
         "paper": PAPER.get(env, {}),
         **(extra or {}),
     }
-    plot_curves(run_dir / "curves.png", env, curves, optimal, random)
+    plot_curves(run_dir / "curves.png", env, curves, styles, optimal, random)
     atomic_write_json(run_dir / "report.json", report)
 
     paper = PAPER.get(env, {})
@@ -148,11 +153,7 @@ def write_report(
         "|---" * (len(cols) + 2) + "|",
     ]
     for name, s in summaries.items():
-        lines.append(
-            f"| {STYLE.get(name, (name,))[0]} | "
-            + " | ".join(_fmt(s[c]) for c in cols)
-            + f" | {paper.get(name, '-')} |"
-        )
+        lines.append(f"| {styles[name][0]} | " + " | ".join(_fmt(s[c]) for c in cols) + f" | {paper.get(name, '-')} |")
     lines.append(f"| optimal | {optimal:.2f} |" + " |" * (len(cols) - 1) + f" {paper.get('optimal', '-')} |")
     lines.append(f"| random | {random:.2f} |" + " |" * len(cols))
     lines += ["", "Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]

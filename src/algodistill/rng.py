@@ -1,4 +1,4 @@
-"""Explicit, counter-based randomness.
+"""Explicit, counter-based randomness, and the registry of every random stream the library draws.
 
 Every random number in algodistill is a pure function of (seed, ids, counter), so the same seed gives
 the same bytes whatever the number of shards, workers or learners stepped together:
@@ -8,16 +8,55 @@ the same bytes whatever the number of shards, workers or learners stepped togeth
   `hash(key, counter, stream)`. No per-learner generator objects, no Python loop over learners.
 - `np_rng(seed, *ids)` and `torch_rng(seed, *ids)` build ordinary generators for code that is not on
   a per-learner hot path (model init, batch sampling), seeded from a `SeedSequence` of the ids.
+
+`Stream` and `Tag` below list every stream number and generator tag in use: a new use takes a new
+number here, so two uses never draw the same numbers.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported only when a torch generator is asked for: the envs need numpy only
     import torch
+
+
+class Stream(IntEnum):
+    """Stream numbers of `uniform` (16 bits). The envs, the sources and the evaluator share the learner
+    keys of a stream id, so their numbers must differ."""
+
+    KEYDOOR_START = 1
+    """Key-to-Door: the start cell of each episode"""
+    BANDIT_PAYOUT = 2
+    """bandit: whether the pulled arm pays"""
+    EVAL_ACTION = 7
+    """in-context evaluation: the uniform that samples a_t from the model's policy"""
+    EXPLORE = 100
+    """sources: the epsilon-greedy coin (explore or exploit)"""
+    ACTION = 101
+    """sources: a uniform random action, or the uniform for inverse-CDF sampling of a policy"""
+    TIEBREAK = 102
+    """sources: which of several equal maxima an argmax picks"""
+    INIT = 110
+    """A2C: network initialisation, stream INIT + layer index (layers 0..19)"""
+    GAMMA_NORMAL = 130
+    """Thompson sampling: the normals of Marsaglia-Tsang (two uniforms each)"""
+    GAMMA_ACCEPT = 131
+    """Thompson sampling: the acceptance uniforms of Marsaglia-Tsang"""
+
+
+class Tag(IntEnum):
+    """Generator tags: the id after (seed, counter) in `np_rng` / `torch_rng`. Training's batch of
+    iteration i is `np_rng(seed, i)` (no tag)."""
+
+    MODEL_INIT = 1
+    """the model's initial weights, `torch_rng(seed, 0, MODEL_INIT)`"""
+    DROPOUT = 2
+    """dropout and token masks of iteration i on a rank, `np_rng(seed, i, DROPOUT, rank)`"""
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -64,11 +103,25 @@ def integers(keys: np.ndarray, counter: int, high: int | np.ndarray, stream: int
     return np.minimum((uniform(keys, counter, stream) * high).astype(np.int64), np.asarray(high) - 1)
 
 
-def normal(keys: np.ndarray, counter: int, stream: int = 0) -> np.ndarray:
-    """Standard normal draws for every key (Box-Muller on two hashed uniforms). (N,) float64"""
-    u1 = uniform(keys, counter, 2 * stream)
-    u2 = uniform(keys, counter, 2 * stream + 1)
+def box_muller(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """Standard normals from two arrays of uniforms in [0, 1) (Box-Muller; log1p keeps u1 = 0 finite)."""
     return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def normal(keys: np.ndarray, counter: int, stream: int = 0) -> np.ndarray:
+    """Standard normal draws for every key, from streams 2 * stream and 2 * stream + 1. (N,) float64"""
+    return box_muller(uniform(keys, counter, 2 * stream), uniform(keys, counter, 2 * stream + 1))
+
+
+def categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF sample of a categorical distribution from uniforms. (N, A) probabilities, (N,) -> (N,) int64
+
+    `p` need not sum to exactly 1: u is scaled by the total, so rounding never overshoots, and an action
+    of probability 0 is never drawn (the comparison is `<=` the CDF, so u = 0 skips leading zeros).
+    """
+    cdf = np.cumsum(p, axis=-1)  # (N, A)
+    a = (u[:, None] * cdf[:, -1:] >= cdf).sum(axis=-1)  # (N,)
+    return np.minimum(a, p.shape[-1] - 1)
 
 
 def np_rng(seed: int, *ids: int) -> np.random.Generator:

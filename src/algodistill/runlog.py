@@ -3,7 +3,7 @@
 `RunLog` is rank 0's logger: one JSON object per line in `out/metrics.jsonl` (always; plain text that
 any tool reads), TensorBoard scalars under `out/tb` when `torch.utils.tensorboard` imports (optional
 extra), and a rich progress bar on a terminal. `StopSignals` turns the first SIGINT/SIGTERM into a
-request to stop at the next step boundary.
+request to stop at the next iteration boundary.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ METRICS = "metrics.jsonl"
 
 
 class RunLog:
-    """metrics.jsonl + TensorBoard + progress bar of a run in `out`, resumed at `step` (rank 0 only: active)."""
+    """metrics.jsonl + TensorBoard + progress bar of a run in `out`, resumed at iteration `it` (rank 0 only: active)."""
 
-    def __init__(self, out: Path, *, step: int, total: int, active: bool = True, quiet: bool = False) -> None:
-        self.out, self.step, self.active = out, step, active
+    def __init__(self, out: Path, *, it: int, total: int, active: bool = True, quiet: bool = False) -> None:
+        self.out, self.it, self.active = out, it, active
         self.metrics, self.t_start = out / METRICS, time.perf_counter()
         self.tb: Any = None  # a SummaryWriter when tensorboard is installed
         self.console = Console(stderr=True, quiet=quiet or not active)
@@ -44,7 +44,7 @@ class RunLog:
             console=self.console,
             disable=quiet or not active or not sys.stderr.isatty(),
         )
-        self.task = self.progress.add_task("train", total=total, completed=step, s="")
+        self.task = self.progress.add_task("train", total=total, completed=it, s="")
 
     def __enter__(self) -> RunLog:
         if not self.active:
@@ -53,13 +53,13 @@ class RunLog:
         # Keep the lines up to the checkpoint we resume from: a killed run may have logged further, or
         # have been killed in the middle of a line.
         lines = self.metrics.read_text().splitlines() if self.metrics.is_file() else []
-        kept = [ln for ln in lines if (row := _parse(ln)) is not None and row.get("step", math.inf) <= self.step]
+        kept = [ln for ln in lines if (row := _parse(ln)) is not None and row.get("iter", math.inf) <= self.it]
         atomic_write_bytes(self.metrics, "".join(ln + "\n" for ln in kept).encode())
         self.file = open(self.metrics, "a")  # closed in __exit__
         with contextlib.suppress(ImportError):
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.it or None)
         self.progress.start()
         return self
 
@@ -72,19 +72,19 @@ class RunLog:
         return time.perf_counter() - self.t_start
 
     def write(self, row: dict[str, Any]) -> None:
-        """Log one metrics row (needs step, loss, accuracy, lr, steps_per_s)."""
+        """Log one metrics row (needs iter, loss, accuracy, lr, iters_per_s)."""
         if not self.active:
             return
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
         if self.tb is not None:
             for k, v in row.items():
-                if k != "step":
-                    self.tb.add_scalar(f"train/{k}", v, row["step"])
-        s = f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} lr {row['lr']:.1e} {row['steps_per_s']:.1f} it/s"
-        self.progress.update(self.task, completed=row["step"], s=s)
+                if k != "iter":
+                    self.tb.add_scalar(f"train/{k}", v, row["iter"])
+        s = f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} lr {row['lr']:.1e} {row['iters_per_s']:.1f} it/s"
+        self.progress.update(self.task, completed=row["iter"], s=s)
         if self.progress.disable:
-            self.console.print(f"step {row['step']}: {s}")
+            self.console.print(f"iter {row['iter']}: {s}")
 
     def __exit__(self, *exc: object) -> None:
         if self.active:
@@ -103,7 +103,7 @@ def _parse(line: str) -> dict[str, Any] | None:
 
 
 class StopSignals:
-    """First SIGINT/SIGTERM: set `requested` (the trainer saves and stops at the step boundary).
+    """First SIGINT/SIGTERM: set `requested` (the trainer saves and stops at the iteration boundary).
 
     A second signal raises KeyboardInterrupt at once: during a save, `atomic.atomic_path` then removes
     its temporary file and the previous checkpoint stays. Handlers are installed only in the main
@@ -119,7 +119,7 @@ class StopSignals:
             raise KeyboardInterrupt
         self.requested = True
         print(
-            f"\n{signal.Signals(signum).name}: saving at the end of this step (again to quit without saving)",
+            f"\n{signal.Signals(signum).name}: saving at the end of this iteration (again to quit without saving)",
             file=sys.stderr,
         )
 

@@ -5,7 +5,7 @@ There is no observation: the agent sees a constant 0 (paper: "none, or a constan
 
 The paper says only that in training "reward is more likely distributed under odd arms 95% of the
 time", and tests on even arms (out of distribution) and on a uniform condition; it leaves the payout
-distribution open (paper.md Sec. 9). Our documented choice, Bernoulli arms:
+distribution open (docs/fidelity.md). Our documented choice, Bernoulli arms:
 
 - a task first draws its favoured parity: odd with probability 0.95 for training tasks (even for the
   `test` split, the paper's "even" condition);
@@ -23,8 +23,7 @@ import numpy as np
 from algodistill import rng
 from algodistill.envs.base import SPLIT_SEED, TaskFamily
 from algodistill.envs.spec import EnvSpec
-
-_PAYOUT_STREAM = 2
+from algodistill.rng import Stream
 
 
 def sample_arm_probs(g: np.random.Generator, n: int, num_arms: int, condition: str) -> np.ndarray:
@@ -61,7 +60,7 @@ class BanditEnv:
         if self.t != 0:
             raise RuntimeError("episode is over (or never started): call reset() before step()")
         a_t = self.family.check_actions(a_t, self.num_envs)
-        u = rng.uniform(self._keys, self.trial, stream=_PAYOUT_STREAM)  # (N,)
+        u = rng.uniform(self._keys, self.trial, stream=Stream.BANDIT_PAYOUT)  # (N,)
         r_t = (u < self.probs[np.arange(self.num_envs), a_t]).astype(np.float32)
         self.trial += 1
         self.t = 1
@@ -93,7 +92,8 @@ class BanditFamily(TaskFamily):
         self.spec = EnvSpec(
             name="bandit",
             gym_id="algodistill/Bandit-v0",
-            obs_dim=1,
+            obs_shape=(1,),
+            obs_dtype="uint8",
             obs_high=(1,),
             num_actions=num_arms,
             episode_length=1,

@@ -77,14 +77,15 @@ class DarkRoomFamily(TaskFamily):
         self.spec = EnvSpec(
             name=name,
             gym_id=gym_id,
-            obs_dim=2,
+            obs_shape=(2,),
+            obs_dtype="uint8",
             obs_high=(size, size),
             num_actions=grid.NUM_ACTIONS,
             episode_length=episode_length,
             num_tasks=size * size,
             description=f"{size}x{size} dark room, start at the centre, invisible goal, {reward}",
         )
-        # The paper gives no Dark Room split (paper.md Sec. 9); we hold out num_test goals chosen by a
+        # The paper gives no Dark Room split (docs/fidelity.md); we hold out num_test goals chosen by a
         # fixed permutation (65/16 for 9x9 as in AD^eps, 80/20 for 17x17).
         self._splits = split_by_permutation(name, self.spec.num_tasks, num_test)
 

@@ -32,12 +32,16 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
         self.family: TaskFamily = get_family(family)
         spec = self.family.spec
         self.fixed_task = None if task is None else int(self.family.check_task_ids(np.array([task]))[0])
-        self.observation_space = spaces.MultiDiscrete(np.array(spec.obs_high), dtype=np.int64)
+        self.observation_space: spaces.Space[np.ndarray]
+        if spec.obs_high is not None:  # categories: MultiDiscrete, whose gymnasium dtype is int64
+            self.observation_space = spaces.MultiDiscrete(np.array(spec.obs_high), dtype=np.int64)
+        else:  # pixels
+            self.observation_space = spaces.Box(0, 255, spec.obs_shape, dtype=np.uint8)
         self.action_space = spaces.Discrete(spec.num_actions)
         self.render_mode = render_mode
         self.task: int | None = None
         self._inner: BatchedEnv | None = None
-        self._obs = np.zeros(spec.obs_dim, dtype=np.int64)
+        self._obs = np.zeros(spec.obs_shape, dtype=self.observation_space.dtype)
         self.steps_per_episode = getattr(self.family, "trials_per_task", spec.episode_length)
         self._t = 0
 
@@ -54,7 +58,7 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
             inner_seed = seed if seed is not None else int(self.np_random.integers(2**62))
             self._inner = self.family.make(np.array([task]), seed=inner_seed)
             self.task = task
-        self._obs = self._inner.reset()[0].astype(np.int64)
+        self._obs = self._inner.reset()[0].astype(self._obs.dtype)
         self._t = 0
         return self._obs, {"task": task}
 
@@ -69,7 +73,7 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
         truncated = self._t == self.steps_per_episode
         if done[0] and not truncated:  # bandit: the next trial starts; it records no transition
             o = self._inner.reset()
-        self._obs = o[0].astype(np.int64)
+        self._obs = o[0].astype(self._obs.dtype)
         return self._obs, float(r[0]), False, truncated, {"task": self.task}
 
     def render(self) -> str | None:

@@ -20,8 +20,7 @@ from algodistill import rng
 from algodistill.envs import grid
 from algodistill.envs.base import TaskFamily, split_by_permutation
 from algodistill.envs.spec import EnvSpec
-
-_START_STREAM = 1
+from algodistill.rng import Stream
 
 
 class KeyToDoorEnv:
@@ -45,7 +44,7 @@ class KeyToDoorEnv:
 
     def reset(self) -> np.ndarray:
         """Start a new episode in a random cell of every task (random reset, paper App. C). (N, 2) uint8"""
-        self.cell = rng.integers(self._keys, self.episode, self.family.size**2, stream=_START_STREAM)
+        self.cell = rng.integers(self._keys, self.episode, self.family.size**2, stream=Stream.KEYDOOR_START)
         self.phase[:] = 0
         self.episode += 1
         self.t = 0
@@ -82,7 +81,8 @@ class KeyToDoorFamily(TaskFamily):
         self.spec = EnvSpec(
             name="keydoor",
             gym_id="algodistill/KeyToDoor-v0",
-            obs_dim=2,
+            obs_shape=(2,),
+            obs_dtype="uint8",
             obs_high=(size, size),
             num_actions=grid.NUM_ACTIONS,
             episode_length=episode_length,

@@ -8,12 +8,14 @@ on (seed, its global id, its task): the dataset is the same bytes whatever the s
     src = make_source("qlearning", env, seed, ids, total_steps, SourceConfig())
     arrays, o_t = rollout(env, src, num_steps)          # or in chunks, passing o_t back in
 
+The registry below says which envs each source fits, read from the env's `EnvSpec` (never its name):
+
 | name | envs | what |
 |---|---|---|
-| ucb | bandit | UCB1, the paper's bandit source |
-| thompson | bandit | Beta-Bernoulli Thompson sampling |
-| a2c | grid worlds | synchronous single-stream A3C (paper Table 4 / `fast` preset) |
-| qlearning | grid worlds | tabular epsilon-greedy Q-learning |
+| ucb | one state (bandit) | UCB1, the paper's bandit source |
+| thompson | one state (bandit) | Beta-Bernoulli Thompson sampling |
+| a2c | categorical observations (grid worlds) | synchronous single-stream A3C (paper Table 4) |
+| qlearning | categorical observations (grid worlds) | tabular epsilon-greedy Q-learning |
 | noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
 | expert | all | the optimal policy (ED baseline data) |
 | random | all | uniform actions |
@@ -21,14 +23,16 @@ on (seed, its global id, its task): the dataset is the same bytes whatever the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from algodistill import rng
-from algodistill.envs import BatchedEnv, get_family
+from algodistill.envs import BatchedEnv, EnvSpec, get_family
 from algodistill.errors import UserError
+from algodistill.jsonio import jsonable
 from algodistill.sources.a2c import A2C, A2CConfig, gae
 from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig, ucb_scores
 from algodistill.sources.noise import EpsilonExpert, NoiseConfig
@@ -39,17 +43,12 @@ class Source(Protocol):
     """N learners stepped together. `act` then `update`, once per env step, in that order."""
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
-        """Actions for the current observations. (N, obs_dim) uint8 -> (N,) int64"""
+        """Actions for the current observations. (N, *obs_shape) -> (N,) int64"""
         ...
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
         """Learn from the transition (o_t, a_t, r_t, o_tp1, done_t) that `act`'s action produced."""
         ...
-
-
-SOURCE_NAMES = ("ucb", "thompson", "a2c", "qlearning", "noise", "expert", "random")
-_BANDIT_SOURCES = ("ucb", "thompson", "noise", "expert", "random")
-_GRID_SOURCES = ("a2c", "qlearning", "noise", "expert", "random")
 
 
 @dataclass(frozen=True)
@@ -68,19 +67,70 @@ class SourceConfig:
     """AD^eps noise curriculum (all envs)"""
 
 
+def _one_state(spec: EnvSpec) -> bool:
+    """A bandit: a single observation, so a learner's state is its per-arm statistics."""
+    return spec.num_states == 1
+
+
+def _tabular(spec: EnvSpec) -> bool:
+    """Categorical observations with more than one state: a table (or a one-hot MLP input) indexes them."""
+    return spec.num_states is not None and spec.num_states > 1
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A source in the registry: what envs it fits (by their spec), and how to build N learners."""
+
+    fits: Callable[[EnvSpec], bool]
+    needs: str  # what `fits` asks of an env, for error messages
+    make: Callable[[BatchedEnv, np.ndarray, int, SourceConfig], Source]  # (env, keys, total_steps, cfg)
+    config: str | None  # the field of SourceConfig holding its hyperparameters
+
+
+_SOURCES: dict[str, _Entry] = {
+    "ucb": _Entry(_one_state, "a bandit", lambda env, keys, T, cfg: UCB(env, keys, cfg.ucb), "ucb"),
+    "thompson": _Entry(_one_state, "a bandit", lambda env, keys, T, cfg: Thompson(env, keys, cfg.thompson), "thompson"),
+    "a2c": _Entry(_tabular, "categorical observations", lambda env, keys, T, cfg: A2C(env, keys, cfg.a2c), "a2c"),
+    "qlearning": _Entry(
+        _tabular,
+        "categorical observations",
+        lambda env, keys, T, cfg: QLearning(env, keys, T, cfg.qlearning),
+        "qlearning",
+    ),
+    "noise": _Entry(
+        lambda spec: True,
+        "",
+        lambda env, keys, T, cfg: EpsilonExpert(env, keys, T, 1.0, cfg.noise.eps_final, cfg.noise.anneal_fraction),
+        "noise",
+    ),
+    "expert": _Entry(lambda spec: True, "", lambda env, keys, T, cfg: EpsilonExpert(env, keys, T, 0.0, 0.0, 1.0), None),
+    "random": _Entry(lambda spec: True, "", lambda env, keys, T, cfg: EpsilonExpert(env, keys, T, 1.0, 1.0, 1.0), None),
+}
+SOURCE_NAMES = tuple(_SOURCES)
+
+
 def fitting_sources(env_name: str) -> tuple[str, ...]:
     """The source names that can run on env `env_name`."""
-    get_family(env_name)  # UserError for an unknown env
-    return _BANDIT_SOURCES if env_name == "bandit" else _GRID_SOURCES
+    spec = get_family(env_name).spec  # UserError for an unknown env
+    return tuple(name for name, entry in _SOURCES.items() if entry.fits(spec))
 
 
 def check_source(name: str, env_name: str) -> None:
     """UserError unless source `name` exists and fits env `env_name`."""
-    if name not in SOURCE_NAMES:
+    if name not in _SOURCES:
         raise UserError(f"source={name!r} is unknown: choose one of {', '.join(SOURCE_NAMES)}")
     fits = fitting_sources(env_name)
     if name not in fits:
-        raise UserError(f"source={name!r} does not fit env={env_name!r}: choose one of {', '.join(fits)}")
+        raise UserError(
+            f"source={name!r} does not fit env={env_name!r} (it needs {_SOURCES[name].needs}): "
+            f"choose one of {', '.join(fits)}"
+        )
+
+
+def source_config(name: str, cfg: SourceConfig) -> dict[str, Any]:
+    """The hyperparameters source `name` runs with, as JSON data ({} for a source without any)."""
+    field_name = _SOURCES[name].config
+    return {} if field_name is None else jsonable(getattr(cfg, field_name))
 
 
 def make_source(name: str, env: BatchedEnv, seed: int, ids: np.ndarray, total_steps: int, cfg: SourceConfig) -> Source:
@@ -99,19 +149,7 @@ def make_source(name: str, env: BatchedEnv, seed: int, ids: np.ndarray, total_st
         raise UserError(f"ids has shape {ids.shape} but the env has {env.num_envs} tasks: pass one id per learner")
     if total_steps < 1:
         raise UserError(f"total_steps={total_steps} is out of range: choose a history length >= 1")
-    keys = rng.learner_keys(seed, ids)
-    if name == "ucb":
-        return UCB(env, keys, cfg.ucb)
-    if name == "thompson":
-        return Thompson(env, keys, cfg.thompson)
-    if name == "a2c":
-        return A2C(env, keys, cfg.a2c)
-    if name == "qlearning":
-        return QLearning(env, keys, total_steps, cfg.qlearning)
-    if name == "noise":
-        return EpsilonExpert(env, keys, total_steps, 1.0, cfg.noise.eps_final, cfg.noise.anneal_fraction)
-    eps = 0.0 if name == "expert" else 1.0
-    return EpsilonExpert(env, keys, total_steps, eps, eps, 1.0)
+    return _SOURCES[name].make(env, rng.learner_keys(seed, ids), total_steps, cfg)
 
 
 def rollout(
@@ -123,14 +161,14 @@ def rollout(
     chunk; with o_t=None the env is reset first. After a done step the env is reset explicitly (no
     hidden reset step is ever recorded, design.md).
 
-    Returns ({"obs": (N, T, obs_dim) uint8, "actions": (N, T) uint8, "rewards": (N, T) float32,
-    "dones": (N, T) bool}, the observation to act on next (N, obs_dim) uint8).
+    Returns ({"obs": (N, T, *obs_shape) obs_dtype, "actions": (N, T) uint8, "rewards": (N, T) float32,
+    "dones": (N, T) bool}, the observation to act on next (N, *obs_shape)).
     """
     n, spec = env.num_envs, env.spec
     if o_t is None:
         o_t = env.reset()
     out: dict[str, np.ndarray] = {
-        "obs": np.empty((n, num_steps, spec.obs_dim), dtype=np.uint8),
+        "obs": np.empty((n, num_steps, *spec.obs_shape), dtype=spec.obs_dtype),
         "actions": np.empty((n, num_steps), dtype=np.uint8),
         "rewards": np.empty((n, num_steps), dtype=np.float32),
         "dones": np.empty((n, num_steps), dtype=bool),
@@ -162,5 +200,6 @@ __all__ = [
     "gae",
     "make_source",
     "rollout",
+    "source_config",
     "ucb_scores",
 ]

@@ -21,9 +21,9 @@ autograd, no per-step matvec, which is memory-bound). The policy head is done in
 Memory: about N * S * (sum(hidden) + 16) * 4 bytes of tables plus 4x the parameters.
 
 Hyperparameters (`A2CConfig`): gamma 0.99, GAE lambda 0.95, entropy 0.01, Adam betas (0.9, 0.999) and
-eps 1e-6 from the paper's Table 4; preset `paper` adds Table 4's 3 x 128 MLP (read as three hidden layers)
-and lr 1e-4; preset `fast` (default, our choice) a 2 x 64 MLP and lr 1e-3, which takes Dark Room
-learners from the random return to ~95% of optimal within 10k steps. vf_coef 0.5 (A3C / baselines),
+eps 1e-6 from the paper's Table 4; a 2 x 64 MLP and lr 1e-3 by default (our choice), which takes Dark Room
+learners from the random return to ~95% of optimal within 10k steps; the paper presets (`presets.py`) use
+Table 4's 3 x 128 MLP (read as three hidden layers) and lr 1e-4. vf_coef 0.5 (A3C / baselines),
 no advantage normalisation and a terminal episode end are ours. Measured on Dark Room (130 learners,
 20k steps, lr 3e-3), final return / optimal: 0.97 as chosen; 0.91 with normalisation (a reward-free
 episode's advantages are value noise; scaled to unit size they collapse the policy before it finds
@@ -36,9 +36,8 @@ bootstrap; `bootstrap_at_done` switches to time-limit bootstrapping, Pardo et al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
 
 import numpy as np
 import torch
@@ -46,27 +45,19 @@ import torch
 from algodistill import rng
 from algodistill.envs import BatchedEnv
 from algodistill.errors import UserError
-from algodistill.sources.common import STREAM_ACTION, STREAM_INIT, sample_categorical, state_index, state_strides
-
-A2C_PRESETS: dict[str, dict[str, object]] = {
-    # Table 4 of the paper (Dark environments): MLP 3 layers x 128, Adam lr 1e-4.
-    "paper": {"hidden": (128, 128, 128), "lr": 1e-4},
-    # Our default: learns Dark Room within ~20k steps per learner (tuned; see tests/test_sources.py).
-    "fast": {"hidden": (64, 64), "lr": 1e-3},
-}
+from algodistill.rng import Stream
+from algodistill.sources.common import state_index, state_strides
 
 
 @dataclass(frozen=True)
 class A2CConfig:
-    """A2C (synchronous single-stream A3C). Defaults of gamma, lambda, entropy and Adam are the paper's
-    Table 4; `preset` fills `hidden` and `lr` when they are left unset."""
+    """A2C (synchronous single-stream A3C). gamma, lambda, entropy and Adam default to the paper's
+    Table 4; `hidden` and `lr` to our faster setting (the paper presets set Table 4's, `presets.py`)."""
 
-    preset: Literal["fast", "paper"] = "fast"
-    """fast: 2 x 64 MLP, lr 1e-3 (learns Dark Room in ~10k steps); paper: 3 x 128 MLP, lr 1e-4 (Table 4)"""
-    hidden: tuple[int, ...] | None = None
-    """hidden layer widths of the shared trunk (default: the preset's)"""
-    lr: float | None = None
-    """Adam learning rate (default: the preset's)"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer widths of the shared trunk (ours: 2 x 64, learns Dark Room in ~10k steps; Table 4: 128 128 128)"""
+    lr: float = 1e-3
+    """Adam learning rate (ours: 1e-3; Table 4: 1e-4)"""
     gamma: float = 0.99
     """discount (Table 4)"""
     gae_lambda: float = 0.95
@@ -87,11 +78,9 @@ class A2CConfig:
     """bootstrap an episode's last step from v(o_tp1), a time limit (off: terminal; learned better on Dark Room)"""
 
     def __post_init__(self) -> None:
-        if self.preset not in A2C_PRESETS:
-            raise UserError(f"a2c.preset={self.preset!r} is unknown: choose one of {', '.join(A2C_PRESETS)}")
-        if self.hidden is not None and (len(self.hidden) == 0 or min(self.hidden) < 1):
+        if len(self.hidden) == 0 or min(self.hidden) < 1:
             raise UserError(f"a2c.hidden={self.hidden} is invalid: give one or more positive layer widths")
-        if self.lr is not None and not self.lr > 0:
+        if not self.lr > 0:
             raise UserError(f"a2c.lr={self.lr} is out of range: choose a learning rate > 0")
         for name, high in (("gamma", "1]"), ("gae_lambda", "1]"), ("adam_beta1", "1)"), ("adam_beta2", "1)")):
             v = getattr(self, name)
@@ -102,13 +91,6 @@ class A2CConfig:
                 raise UserError(f"a2c.{name}={getattr(self, name)} is out of range: choose a coefficient >= 0")
         if not self.adam_eps > 0:
             raise UserError(f"a2c.adam_eps={self.adam_eps} is out of range: choose a value > 0")
-
-    def resolved(self) -> A2CConfig:
-        """This config with `hidden` and `lr` filled from the preset (the one place presets are applied)."""
-        p = A2C_PRESETS[self.preset]
-        hidden = self.hidden if self.hidden is not None else p["hidden"]
-        lr = self.lr if self.lr is not None else p["lr"]
-        return replace(self, hidden=tuple(hidden), lr=float(lr))  # type: ignore[arg-type]
 
 
 def padded(width: int) -> int:
@@ -166,13 +148,13 @@ class A2C:
 
     def __init__(self, env: BatchedEnv, keys: np.ndarray, cfg: A2CConfig):
         spec = env.spec
-        self.cfg = cfg = cfg.resolved()
-        assert cfg.hidden is not None and cfg.lr is not None
+        self.cfg = cfg
         self.keys = keys  # (N,) uint64
         self.n = n = env.num_envs
         self.num_actions = A = spec.num_actions
+        assert spec.obs_high is not None and spec.num_states is not None  # the registry: categorical observations
         self.strides = state_strides(spec.obs_high)
-        S = int(np.prod(spec.obs_high))
+        S = spec.num_states
         # Every observation vector, and the input unit each of its components switches on.
         obs_all = (np.arange(S)[:, None] // self.strides[None, :]) % np.array(spec.obs_high)  # (S, obs_dim)
         offsets = np.concatenate([[0], np.cumsum(spec.obs_high)[:-1]])  # (obs_dim,)
@@ -187,7 +169,7 @@ class A2C:
         self.W: list[torch.Tensor] = []
         self.b: list[torch.Tensor] = []
         for i, (fan_in, fan_out) in enumerate(pairwise(sizes)):
-            u = rng.uniform_block(keys, 0, fan_in * fan_out, STREAM_INIT + i).reshape(n, fan_in, fan_out)
+            u = rng.uniform_block(keys, 0, fan_in * fan_out, Stream.INIT + i).reshape(n, fan_in, fan_out)
             scale = np.full(fan_out, np.sqrt(6.0 / fan_in))
             if i == len(sizes) - 2:
                 scale = np.r_[np.full(A, 0.01 * np.sqrt(3.0 / fan_in)), np.sqrt(3.0 / fan_in)]
@@ -240,7 +222,7 @@ class A2C:
     def act(self, o_t: np.ndarray) -> np.ndarray:
         s_t = state_index(o_t, self.strides)  # (N,)
         p_t = np.exp(self._logp(self.rows, s_t))  # (N, A)
-        return sample_categorical(p_t, rng.uniform(self.keys, self.t, STREAM_ACTION))
+        return rng.categorical(p_t, rng.uniform(self.keys, self.t, Stream.ACTION))
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
         self.s_buf[:, self.k] = state_index(o_t, self.strides)
@@ -295,7 +277,6 @@ class A2C:
     def _adam(self) -> None:
         """Adam (Kingma & Ba 2015) on self.grads, elementwise per learner, with single-rounding ops only."""
         cfg = self.cfg
-        assert cfg.lr is not None
         self.num_updates += 1
         b1, b2 = cfg.adam_beta1, cfg.adam_beta2
         step = cfg.lr / (1.0 - b1**self.num_updates)

@@ -25,7 +25,8 @@ import numpy as np
 from algodistill import rng
 from algodistill.envs import BatchedEnv
 from algodistill.errors import UserError
-from algodistill.sources.common import STREAM_GAMMA_ACCEPT, STREAM_GAMMA_NORMAL, STREAM_TIEBREAK, argmax_tiebreak
+from algodistill.rng import Stream
+from algodistill.sources.common import argmax_tiebreak
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class UCB:
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
         scores = ucb_scores(self.sum_r, self.pulls, self.t, self.cfg.c)  # (N, A)
-        return argmax_tiebreak(scores, rng.uniform(self.keys, self.t, STREAM_TIEBREAK))
+        return argmax_tiebreak(scores, rng.uniform(self.keys, self.t, Stream.TIEBREAK))
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
         self.pulls[self.rows, a_t] += 1
@@ -125,14 +126,14 @@ class Thompson:
         n, A = self.alpha.shape
         K = self.cfg.gamma_rounds
         m = 2 * A * K  # Gamma draws for alpha and beta of every arm, K rounds each
-        u_norm = rng.uniform_block(self.keys, self.t * 2 * m, 2 * m, STREAM_GAMMA_NORMAL).reshape(n, 2, 2 * A, K)
-        z = np.sqrt(-2.0 * np.log1p(-u_norm[:, 0])) * np.cos(2.0 * np.pi * u_norm[:, 1])  # (N, 2A, K) Box-Muller
-        u_acc = 1.0 - rng.uniform_block(self.keys, self.t * m, m, STREAM_GAMMA_ACCEPT).reshape(n, 2 * A, K)  # (0, 1]
+        u_norm = rng.uniform_block(self.keys, self.t * 2 * m, 2 * m, Stream.GAMMA_NORMAL).reshape(n, 2, 2 * A, K)
+        z = rng.box_muller(u_norm[:, 0], u_norm[:, 1])  # (N, 2A, K)
+        u_acc = 1.0 - rng.uniform_block(self.keys, self.t * m, m, Stream.GAMMA_ACCEPT).reshape(n, 2 * A, K)  # (0, 1]
         g = gamma_marsaglia_tsang(np.concatenate([self.alpha, self.beta], axis=1), z, u_acc)  # (N, 2A)
         return g[:, :A] / (g[:, :A] + g[:, A:])
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
-        return argmax_tiebreak(self.sample_means(), rng.uniform(self.keys, self.t, STREAM_TIEBREAK))
+        return argmax_tiebreak(self.sample_means(), rng.uniform(self.keys, self.t, Stream.TIEBREAK))
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
         # Bernoulli rewards; a reward in [0, 1] counts as a fractional success (Agrawal & Goyal 2012 use a coin flip).

@@ -1,30 +1,16 @@
-"""Pieces every source shares: random streams, observation -> state index, tie-broken argmax,
-categorical sampling from hashed uniforms, and the linear epsilon schedule.
+"""Pieces every source shares: observation -> state index, tie-broken argmax, and the linear epsilon
+schedule.
 
 Randomness. Every random number a source uses is `rng.uniform(keys, counter, stream)` (or a block of
 them) with `keys = rng.learner_keys(seed, ids)` and `counter` = the learner's own step count, so a
 learner's whole history is a function of (seed, its global id) only: the dataset is byte-identical
-whatever the batch or shard a learner ran in. Sources use streams >= 100; the envs use small stream
-numbers with the same keys (Key-to-Door starts: 1, bandit payouts: 2), so the two never collide.
+whatever the batch or shard a learner ran in. The stream numbers are `rng.Stream`'s, shared with the
+envs (which draw with the same keys), so no two uses collide.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-# Stream numbers (16 bits; see module docstring). One per use, so draws never overlap.
-STREAM_EXPLORE = 100
-"""epsilon-greedy coin: explore or exploit"""
-STREAM_ACTION = 101
-"""a uniform random action, or the uniform for inverse-CDF sampling of a categorical policy"""
-STREAM_TIEBREAK = 102
-"""which of several equal maxima an argmax picks"""
-STREAM_INIT = 110
-"""network initialisation: stream STREAM_INIT + layer index (A2C)"""
-STREAM_GAMMA_NORMAL = 130
-"""Thompson sampling: the normals of Marsaglia-Tsang (two uniforms each)"""
-STREAM_GAMMA_ACCEPT = 131
-"""Thompson sampling: the acceptance uniforms of Marsaglia-Tsang"""
 
 
 def state_strides(obs_high: tuple[int, ...]) -> np.ndarray:
@@ -51,13 +37,6 @@ def argmax_tiebreak(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     num_max = is_max.sum(axis=-1)  # (N,)
     k = np.minimum((u * num_max).astype(np.int64), num_max - 1)  # (N,) which of the maxima
     return (np.cumsum(is_max, axis=-1) > k[:, None]).argmax(axis=-1)  # first index with k+1 maxima at or before it
-
-
-def sample_categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF sample of a categorical distribution from uniforms. (N, A) probabilities, (N,) -> (N,) int64"""
-    cdf = np.cumsum(p, axis=-1)  # (N, A)
-    a = (u[:, None] * cdf[:, -1:] >= cdf).sum(axis=-1)  # scaled by the total so rounding never overshoots
-    return np.minimum(a, p.shape[-1] - 1)
 
 
 def linear_epsilon(t: int, total_steps: int, eps_start: float, eps_final: float, fraction: float) -> float:

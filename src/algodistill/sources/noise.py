@@ -20,7 +20,8 @@ import numpy as np
 from algodistill import rng
 from algodistill.envs import BatchedEnv
 from algodistill.errors import UserError
-from algodistill.sources.common import STREAM_ACTION, STREAM_EXPLORE, linear_epsilon
+from algodistill.rng import Stream
+from algodistill.sources.common import linear_epsilon
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ class EpsilonExpert:
     def act(self, o_t: np.ndarray) -> np.ndarray:
         eps = self.epsilon(self.t)
         if eps >= 1.0:
-            return rng.integers(self.keys, self.t, self.num_actions, stream=STREAM_ACTION)
+            return rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)
         a_star = np.asarray(self.env.expert_action(), dtype=np.int64)  # (N,)
         if eps <= 0.0:
             return a_star
-        explore = rng.uniform(self.keys, self.t, stream=STREAM_EXPLORE) < eps  # (N,)
-        a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=STREAM_ACTION)  # (N,)
+        explore = rng.uniform(self.keys, self.t, stream=Stream.EXPLORE) < eps  # (N,)
+        a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)  # (N,)
         return np.where(explore, a_rand, a_star)
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:

@@ -1,7 +1,7 @@
 """Tabular Q-learning with epsilon-greedy exploration, batched over learners (Watkins & Dayan 1992).
 
 One table Q[N, S, A] over the flat state index (the grid cell), one row of learners stepped by fancy
-indexing: the pattern engineering.md A.2 measured at ~10M env-steps/s. Histories of this kind are the
+indexing, ~10M env-steps/s on 2 cores (benchmarks/generate.py measures it). Histories of this kind are the
 Dark Room source of Headless-AD (`corl-team/headless-ad:src/gridworld/common/generate.py`: tabular
 Q-learning, epsilon from 1 down linearly over 90% of the history).
 
@@ -24,15 +24,8 @@ import numpy as np
 from algodistill import rng
 from algodistill.envs import BatchedEnv
 from algodistill.errors import UserError
-from algodistill.sources.common import (
-    STREAM_ACTION,
-    STREAM_EXPLORE,
-    STREAM_TIEBREAK,
-    argmax_tiebreak,
-    linear_epsilon,
-    state_index,
-    state_strides,
-)
+from algodistill.rng import Stream
+from algodistill.sources.common import argmax_tiebreak, linear_epsilon, state_index, state_strides
 
 
 @dataclass(frozen=True)
@@ -84,8 +77,9 @@ class QLearning:
         self.keys = keys  # (N,) uint64
         self.total_steps = total_steps
         self.num_actions = spec.num_actions
+        assert spec.obs_high is not None and spec.num_states is not None  # the registry: categorical observations
         self.strides = state_strides(spec.obs_high)
-        n, S = env.num_envs, int(np.prod(spec.obs_high))
+        n, S = env.num_envs, spec.num_states
         self.q = np.full((n, S, spec.num_actions), cfg.init_q, dtype=np.float64)  # (N, S, A)
         self.rows = np.arange(n)
         self.t = 0
@@ -96,9 +90,9 @@ class QLearning:
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
         s_t = state_index(o_t, self.strides)  # (N,)
-        greedy = argmax_tiebreak(self.q[self.rows, s_t], rng.uniform(self.keys, self.t, STREAM_TIEBREAK))  # (N,)
-        explore = rng.uniform(self.keys, self.t, STREAM_EXPLORE) < self.epsilon(self.t)  # (N,)
-        a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=STREAM_ACTION)  # (N,)
+        greedy = argmax_tiebreak(self.q[self.rows, s_t], rng.uniform(self.keys, self.t, Stream.TIEBREAK))  # (N,)
+        explore = rng.uniform(self.keys, self.t, Stream.EXPLORE) < self.epsilon(self.t)  # (N,)
+        a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)  # (N,)
         return np.where(explore, a_rand, greedy)
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
