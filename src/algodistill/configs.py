@@ -213,6 +213,10 @@ class RunConfig:
         check_source(self.data.source, self.env)
         if not self.methods:
             raise UserError("methods is empty: a run trains at least one method, e.g. ad")
+        if "source" in self.methods:  # the name of the source baseline's results
+            raise UserError(
+                "methods.source is reserved for the source baseline: register the method under another name"
+            )
         for name in self.methods:
             check_source(get_method(name).data_source(self.data.source), self.env)
         check_fits(self.model.encoder, spec)

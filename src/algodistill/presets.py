@@ -43,6 +43,7 @@ QUICK_MODEL = ModelConfig(n_embd=64, n_layer=3, n_head=4, n_ff=256, dropout=0.1,
 PAPER_MODEL = ModelConfig(n_embd=64, n_layer=4, n_head=4, n_ff=2048, dropout=0.1, attn_dropout=0.5, token_mask=0.3)
 """Table 1."""
 QUICK_TRAIN = TrainConfig(iters=3000, batch_size=32, lr=1e-3, warmup_iters=150, min_lr=1e-4, subsample=10)
+"""Every 10th episode kept (paper Sec. 5, App. I); Table 2's optimiser with a smaller batch and a larger lr (ours)."""
 PAPER_TRAIN = TrainConfig(
     iters=100_000,
     batch_size=128,
