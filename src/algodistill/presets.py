@@ -61,50 +61,32 @@ HARD_MODEL = {"attn_dropout": 0.0, "token_mask": 0.5}  # Table 1, Dark Room (Har
 HARD_TRAIN = {"label_smoothing": 0.2}  # App. F
 
 
-def _quick(
-    env: str,
-    source: str,
-    steps: int,
-    context: int,
-    *,
-    histories: int = 2000,
-    expert_histories: int = 200,
-    model: dict[str, Any] | None = None,
-    train: dict[str, Any] | None = None,
-    eval: EvalConfig | None = None,
-) -> RunConfig:
-    """A quick preset: QUICK_MODEL and QUICK_TRAIN with the env's context and `model`/`train` changes."""
-    return RunConfig(
-        env,
-        preset="quick",
-        data=DataConfig(source, steps),
-        methods={"ad": MethodConfig(histories), "ed": MethodConfig(expert_histories)},
-        model=dataclasses.replace(QUICK_MODEL, context=context, **(model or {})),
-        train=dataclasses.replace(QUICK_TRAIN, **(train or {})),
-        eval=eval or EvalConfig(),
-    )
+_BASES = {"quick": (QUICK_MODEL, QUICK_TRAIN, 200), "paper": (PAPER_MODEL, PAPER_TRAIN, 2000)}
+"""scale -> (model, train, ED histories) that its presets start from"""
 
 
-def _paper(
+def _preset(
     env: str,
+    scale: str,
     data: DataConfig,
     context: int,
     *,
     histories: int = 2000,
-    expert_histories: int = 2000,
+    expert_histories: int | None = None,
     model: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
-    episodes: int = 1000,
+    eval: EvalConfig | None = None,
 ) -> RunConfig:
-    """A paper preset: PAPER_MODEL and PAPER_TRAIN with the env's context and `model`/`train` changes."""
+    """A preset: the scale's model and train settings with the env's context and `model`/`train` changes."""
+    base_model, base_train, base_expert = _BASES[scale]
     return RunConfig(
         env,
-        preset="paper",
+        preset=scale,
         data=data,
-        methods={"ad": MethodConfig(histories), "ed": MethodConfig(expert_histories)},
-        model=dataclasses.replace(PAPER_MODEL, context=context, **(model or {})),
-        train=dataclasses.replace(PAPER_TRAIN, **(train or {})),
-        eval=EvalConfig(episodes=episodes),
+        methods={"ad": MethodConfig(histories), "ed": MethodConfig(expert_histories or base_expert)},
+        model=dataclasses.replace(base_model, context=context, **(model or {})),
+        train=dataclasses.replace(base_train, **(train or {})),
+        eval=eval or EvalConfig(),
     )
 
 
@@ -112,20 +94,33 @@ def _a2c(steps: int) -> DataConfig:
     return DataConfig("a2c", steps, sources=TABLE_4_A2C)
 
 
+_PAPER_EVAL = EvalConfig(episodes=1000)
+
+
 PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
-    ("darkroom", "quick"): lambda: _quick("darkroom", "qlearning", 10_000, 80, eval=EvalConfig(tasks=16)),
-    ("darkroom-hard", "quick"): lambda: _quick(
-        "darkroom-hard", "qlearning", 20_000, 80, model=HARD_MODEL, train=HARD_TRAIN
+    ("darkroom", "quick"): lambda: _preset(
+        "darkroom", "quick", DataConfig("qlearning", 10_000), 80, eval=EvalConfig(tasks=16)
     ),
-    ("keydoor", "quick"): lambda: _quick("keydoor", "qlearning", 50_000, 200),
-    ("bandit", "quick"): lambda: _quick(
-        "bandit", "ucb", 100, 100, histories=4000, expert_histories=400, train={"iters": 2000, "subsample": 1}
+    ("darkroom-hard", "quick"): lambda: _preset(
+        "darkroom-hard", "quick", DataConfig("qlearning", 20_000), 80, model=HARD_MODEL, train=HARD_TRAIN
     ),
-    ("darkroom", "paper"): lambda: _paper("darkroom", _a2c(100_000), 80),
-    ("darkroom-hard", "paper"): lambda: _paper("darkroom-hard", _a2c(100_000), 80, model=HARD_MODEL, train=HARD_TRAIN),
-    ("keydoor", "paper"): lambda: _paper("keydoor", _a2c(250_000), 200),
-    ("bandit", "paper"): lambda: _paper(
-        "bandit", DataConfig("ucb", 100), 100, histories=10_000, expert_histories=1000, episodes=100
+    ("keydoor", "quick"): lambda: _preset("keydoor", "quick", DataConfig("qlearning", 50_000), 200),
+    ("bandit", "quick"): lambda: _preset(
+        "bandit",
+        "quick",
+        DataConfig("ucb", 100),
+        100,
+        histories=4000,
+        expert_histories=400,
+        train={"iters": 2000, "subsample": 1},
+    ),
+    ("darkroom", "paper"): lambda: _preset("darkroom", "paper", _a2c(100_000), 80, eval=_PAPER_EVAL),
+    ("darkroom-hard", "paper"): lambda: _preset(
+        "darkroom-hard", "paper", _a2c(100_000), 80, model=HARD_MODEL, train=HARD_TRAIN, eval=_PAPER_EVAL
+    ),
+    ("keydoor", "paper"): lambda: _preset("keydoor", "paper", _a2c(250_000), 200, eval=_PAPER_EVAL),
+    ("bandit", "paper"): lambda: _preset(
+        "bandit", "paper", DataConfig("ucb", 100), 100, histories=10_000, expert_histories=1000
     ),
 }
 
