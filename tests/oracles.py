@@ -16,16 +16,10 @@ from algodistill.model import ADTransformer, ModelConfig
 def reference_context_lengths(num_steps: int, cfg: ModelConfig) -> np.ndarray:
     """Steps attended at each of `num_steps` cached inference steps from a reset. (num_steps,) int64
 
-    learned (re-prefill): the logits at step t equal a full forward over the last L(t) steps, L(t) = t + 1
-    for t < W, else K + 1 + (t - W) mod (W - K) with K = W // 2.
+    learned (re-prefill): the logits at step t equal a full forward over the last min(t + 1, W) steps.
     rope (rolling): each layer attends to the last min(t + 1, W) steps (sliding-window attention).
     """
-    t = np.arange(num_steps, dtype=np.int64)
-    w = cfg.context
-    if cfg.positions == "rope":
-        return np.minimum(t + 1, w)
-    keep = w // 2
-    return np.where(t < w, t + 1, keep + 1 + (t - w) % (w - keep))
+    return np.minimum(np.arange(num_steps, dtype=np.int64) + 1, cfg.context)
 
 
 @torch.no_grad()

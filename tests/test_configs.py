@@ -72,7 +72,10 @@ def test_presets_hold_the_env_specific_values():
         2000,
         200,
     )
-    assert (quick.train.iters, quick.train.subsample, quick.model.n_layer, quick.model.n_ff) == (3000, 10, 3, 256)
+    assert (quick.train.iters, quick.train.subsample, quick.model.n_layer, quick.model.n_ff) == (3000, 40, 3, 256)
+    assert (quick.model.positions, quick.model.token_mask) == ("rope", 0.3)
+    # the sources that read the hidden state on the tasks that hide it; the paper presets keep Table 4's A2C
+    assert {get_preset(env).data.source for env in ("keydoor", "darkroom-hard")} == {"ucbq"}
 
 
 def test_config_output_fed_back_gives_the_same_run_hash(tmp_path):
@@ -154,5 +157,8 @@ def test_run_config_checks_fields_across_sections():
         dataclasses.replace(cfg, methods={})
     with pytest.raises(UserError, match=r"model.context=81 is longer than the histories \(80 steps"):
         dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, steps=800), model=dataclasses.replace(cfg.model, context=81)
+            cfg,
+            data=dataclasses.replace(cfg.data, steps=800),
+            model=dataclasses.replace(cfg.model, context=81),
+            train=dataclasses.replace(cfg.train, subsample=10),
         )

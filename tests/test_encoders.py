@@ -187,10 +187,10 @@ def perturb_batchnorm_stats(model: torch.nn.Module) -> None:
 def test_models_on_other_encoders_train(name: str, spec: EnvSpec, enc: EncoderConfig) -> None:
     model = ADTransformer(small_cfg(encoder=enc), spec, generator=torch_rng(0, 1)).train()
     obs, a_tm1, r_tm1 = inputs(spec, B=2, T=8)
-    logits = model(obs, a_tm1, r_tm1)  # (B, T, A)
+    logits = model(obs, a_tm1, r_tm1, masked=model.draw_token_mask(2, 8, torch.device("cpu")))  # (B, T, A)
     assert logits.shape == (2, 8, spec.num_actions)
     logits.logsumexp(-1).sum().backward()
-    # DDP rejects parameters outside the graph: the encoder's included
+    # DDP rejects parameters outside the graph: the encoder's and the mask token's included
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
     assert any(n.startswith("obs_encoder.") for n, _ in model.named_parameters())
 

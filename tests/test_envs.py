@@ -101,7 +101,7 @@ def small_darkroom(size: int, H: int, hard: bool) -> DarkRoomFamily:
 @pytest.mark.parametrize(
     ("name", "obs_shape", "states", "actions", "H", "tasks"),
     [
-        ("bandit", (1,), 1, 10, 1, 12_000),
+        ("bandit", (1,), 1, 10, 1, 13_000),
         ("darkroom", (2,), 81, 5, 20, 81),
         ("darkroom-hard", (2,), 289, 5, 20, 289),
         ("keydoor", (2,), 81, 5, 50, 6561),
@@ -453,7 +453,8 @@ def test_bandit_bank_favours_odd_arms_in_training_and_even_arms_in_test():
     odd_high = (f.probs[:, 1::2] >= 0.5).all(axis=1) & (f.probs[:, 0::2] < 0.5).all(axis=1)
     even_high = (f.probs[:, 0::2] >= 0.5).all(axis=1) & (f.probs[:, 1::2] < 0.5).all(axis=1)
     assert (odd_high | even_high)[f.split("train")].all() and (odd_high | even_high)[f.split("test")].all()
-    for split, favoured, n in [("train", odd_high, 10_000), ("test", even_high, 1000)]:
+    assert (odd_high | even_high)[f.split("test_odd")].all()
+    for split, favoured, n in [("train", odd_high, 10_000), ("test", even_high, 1000), ("test_odd", odd_high, 1000)]:
         frac = favoured[f.split(split)].mean()
         assert abs(frac - 0.95) <= 5 * np.sqrt(0.95 * 0.05 / n), (split, frac)
     uniform = f.probs[f.split("test_uniform")]
@@ -488,7 +489,7 @@ def test_bandit_reference_returns():
 @pytest.mark.parametrize(
     ("name", "sizes"),
     [
-        ("bandit", {"train": 10_000, "test": 1000, "test_uniform": 1000}),
+        ("bandit", {"train": 10_000, "test": 1000, "test_uniform": 1000, "test_odd": 1000}),
         ("darkroom", {"train": 65, "test": 16}),
         ("darkroom-hard", {"train": 231, "test": 58}),
         ("keydoor", {"train": 2000, "test": 4561}),
@@ -515,7 +516,7 @@ FRESH = {
 # tasks are held out, so it must be deliberate.
 SPLIT_CRC = {
     ("bandit", "train"): 0x96BCF51,
-    ("darkroom", "test"): 0x9E6EEC0,
+    ("darkroom", "test"): 0x1E156196,
     ("darkroom-hard", "test"): 0x7BA4453E,
     ("keydoor", "test"): 0xFC5CDB7F,
 }
@@ -531,12 +532,16 @@ def test_splits_are_deterministic(name):
         if fam == name:
             assert zlib.crc32(b.split(k).astype("<i8").tobytes()) == crc
     if name == "darkroom":
-        assert b.split("test").tolist() == [2, 5, 11, 14, 15, 18, 23, 30, 40, 49, 55, 62, 65, 69, 70, 74]
+        # goal 40, the start cell (4, 4), stays a training task; goal 20 comes next in the permutation
+        assert b.split("test").tolist() == [2, 5, 11, 14, 15, 18, 20, 23, 30, 49, 55, 62, 65, 69, 70, 74]
+        assert b.centre == 40 and b.centre in b.split("train")
 
 
 def test_bandit_bank_is_deterministic():
     np.testing.assert_array_equal(BanditFamily().probs, get_family("bandit").probs)
-    assert zlib.crc32(get_family("bandit").probs.astype("<f8").tobytes()) == 0xF81573F0
+    probs = get_family("bandit").probs
+    assert zlib.crc32(probs[:12_000].astype("<f8").tobytes()) == 0xF81573F0  # the bank before test_odd was added
+    assert zlib.crc32(probs.astype("<f8").tobytes()) == 0x672953EF
 
 
 # --------------------------------------------------------------------------------------------------

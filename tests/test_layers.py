@@ -25,6 +25,7 @@ LAYERS = [
     ("runlog",),
     ("train",),
     ("evaluate",),
+    ("tuning",),
     ("stats", "report"),
     ("presets",),
     ("stages",),

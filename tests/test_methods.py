@@ -104,7 +104,7 @@ def sticky_dataset(out: Path, n: int = 6, episodes: int = 10) -> Path:
         np.broadcast_to((np.arange(T) + 1) % spec.episode_length == 0, (n, T)).copy(),
         np.zeros(n, np.int64),
     )
-    meta = {"spec": spec.record()}
+    meta = {"spec": spec.record(), "split": "train"}
     write_shard(out, 0, hist, learner_start=0, num_histories=n, meta=meta, config={"env": "darkroom", "sticky": 0.9})
     finalize(out)
     return out
@@ -154,8 +154,10 @@ def test_the_pipeline_runs_a_registered_method_beside_ad(tmp_path):
     )
     root = run(cfg)
     report = json.loads((root / "report.json").read_text())
-    assert set(report["curves"]) == {"ad", Repeat.name, "source"}
-    assert (root / "data" / Repeat.name / "manifest.json").is_file() and (root / Repeat.name / "ckpt.pt").is_file()
+    assert set(report["curves"]) == {"ad", Repeat.name, "source", "source-tuned"}
+    replica = root / "seed-0"
+    assert (replica / "data" / Repeat.name / "manifest.json").is_file()
+    assert (replica / Repeat.name / "ckpt.pt").is_file()
     assert "| repeat |" in (root / "report.md").read_text()
 
 
@@ -174,3 +176,34 @@ def test_registry_errors():
         register_method(Repeat())
     assert {"ad", "ed"} <= set(method_names())
     assert get_method("ed").data_source("qlearning") == "expert" and get_method("ad").data_source("ucb") == "ucb"
+
+
+@pytest.mark.parametrize("layout", ["step", "sar"])
+def test_ad_loss_leaves_out_positions_whose_observation_was_masked(layout: str):
+    spec = get_family("darkroom").spec
+    cfg = ModelConfig(n_embd=16, n_layer=1, n_head=2, n_ff=32, context=6, token_mask=0.5, dropout=0.0, layout=layout)
+    ad = get_method("ad")
+    model = ad.build_model(cfg, spec, torch.Generator().manual_seed(0)).train()
+    g = torch.Generator().manual_seed(1)
+    B, c, k = 3, 6, cfg.tokens_per_step
+    obs = torch.randint(0, 9, (B, c, 2), generator=g)
+    a_tm1, a_t = torch.randint(0, 5, (B, c), generator=g), torch.randint(0, 5, (B, c), generator=g)
+    batch = Batch((obs, a_tm1, torch.zeros(B, c)), a_t, torch.ones(B, c, dtype=torch.bool))
+    torch.manual_seed(7)
+    loss, _ = ad.loss(model, batch, 0.0)
+    torch.manual_seed(7)  # the same draw of the mask, by hand
+    masked = model.draw_token_mask(B, c, torch.device("cpu"))
+    assert masked is not None
+    keep = ~masked.view(B, c, k)[:, :, -1]  # the o_t token is each step's last
+    assert 0 < keep.sum() < B * c
+    expected, _ = masked_nll(model(*batch.inputs, masked=masked), a_t, keep, 0.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    everything, _ = masked_nll(model(*batch.inputs, masked=masked), a_t, batch.mask, 0.0)
+    assert loss.item() != pytest.approx(everything.item(), rel=1e-6)
+
+
+def test_masked_nll_of_no_position_is_zero_not_nan():
+    loss, accuracy = masked_nll(
+        torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.bool), 0.1
+    )
+    assert loss.item() == 0.0 and accuracy.item() == 0.0

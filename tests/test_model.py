@@ -77,7 +77,7 @@ def test_defaults_are_paper_table_1() -> None:
 def test_shapes_and_every_parameter_trains(layout: str, positions: str, spec: EnvSpec) -> None:
     model = ADTransformer(small_cfg(layout=layout, positions=positions), spec).train()
     obs, a_tm1, r_tm1 = stream(spec, B=2, T=8)
-    logits = model(obs, a_tm1, r_tm1)
+    logits = model(obs, a_tm1, r_tm1, masked=model.draw_token_mask(2, 8, torch.device("cpu")))
     assert logits.shape == (2, 8, spec.num_actions)
     logits.logsumexp(-1).sum().backward()
     # DDP rejects parameters outside the graph, the token-mask embedding included
@@ -102,16 +102,19 @@ def test_step_checks_the_batch_size() -> None:
 
 def test_kvcache_advance_by_hand() -> None:
     # re-prefill, W=4, k=1: steps 0..3 fill slots 0..3 one at a time, each at its own position and seeing
-    # everything cached; step 4 re-encodes the newest W // 2 = 2 steps with the new one at positions 0..2
+    # everything cached; from step 4 on every step re-encodes the newest W - 1 = 3 steps with the new one
+    # at positions 0..3: a steady FIFO of the last 4 steps
     cache = KVCache(batch_size=1, context=4, tokens_per_step=1, rolling=False)
     for t in range(4):
         adv = cache.advance(torch.tensor([[t]]), torch.tensor([t]), torch.tensor([10.0 * t]))
         assert (adv.pos0, adv.a_tm1.tolist(), adv.mask) == (t, [[t]], None)
-    adv = cache.advance(torch.tensor([[4]]), torch.tensor([4]), torch.tensor([40.0]))
-    assert adv.pos0 == 0 and cache.n == 3
-    assert adv.obs.tolist() == [[[2], [3], [4]]] and adv.a_tm1.tolist() == [[2, 3, 4]]  # (1, 3, 1), (1, 3)
-    assert adv.r_tm1.tolist() == [[20.0, 30.0, 40.0]]
-    torch.testing.assert_close(adv.mask, torch.ones(3, 3, dtype=torch.bool).tril())  # plain causal
+    for t in (4, 5):
+        adv = cache.advance(torch.tensor([[t]]), torch.tensor([t]), torch.tensor([10.0 * t]))
+        assert adv.pos0 == 0 and cache.n == 4
+        assert adv.obs.tolist() == [[[t - 3], [t - 2], [t - 1], [t]]]  # (1, 4, 1)
+        assert adv.a_tm1.tolist() == [[t - 3, t - 2, t - 1, t]]  # (1, 4)
+        assert adv.r_tm1.tolist() == [[10.0 * (t - 3), 10.0 * (t - 2), 10.0 * (t - 1), 10.0 * t]]
+        torch.testing.assert_close(adv.mask, torch.ones(4, 4, dtype=torch.bool).tril())  # plain causal
 
     # rolling, W=4, k=3: step 5 goes to ring slot 1 (tokens 3..5) at absolute position 15; its tokens see
     # every token of the other slots (older steps) and their own step's tokens causally
@@ -150,17 +153,25 @@ def test_token_masking_only_in_training() -> None:
     cfg = small_cfg(dropout=0.0, attn_dropout=0.0, token_mask=0.5)
     model = make_model(cfg)
     x = stream(GRID, B=4, T=8)
-    torch.testing.assert_close(model(*x), model(*x), rtol=0, atol=0)  # eval: deterministic
+    cpu = torch.device("cpu")
+    assert model.draw_token_mask(4, 8, cpu) is None  # eval: nothing masked
     model.train()
-    assert not torch.allclose(model(*x), model(*x))  # train: a fresh random mask per call
+    torch.manual_seed(0)
+    masked = model.draw_token_mask(4, 8, cpu)
+    assert masked is not None and masked.shape == (4, 8) and 0 < masked.sum() < 32
+    out, plain = model(*x, masked=masked), model(*x)
+    for b in range(4):  # the first step sees only itself: its logits change exactly when its token is masked
+        assert torch.allclose(out[b, 0], plain[b, 0]) != bool(masked[b, 0])
     unmasked = make_model(small_cfg(dropout=0.0, attn_dropout=0.0, token_mask=0.0))
-    torch.testing.assert_close(unmasked.train()(*x), unmasked.eval()(*x), rtol=0, atol=0)
+    assert unmasked.train().draw_token_mask(4, 8, cpu) is None
+    with pytest.raises(ValueError, match="token_mask=0"):
+        unmasked(*x, masked=masked)
 
 
 def test_reference_context_lengths_by_hand() -> None:
-    # learned, W=5: grow to 5, then keep the newest W // 2 = 2 steps, so lengths cycle 3, 4, 5
-    lengths = reference_context_lengths(12, small_cfg(context=5))
-    np.testing.assert_array_equal(lengths, [1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 3])
+    # learned, W=5: grow to 5, then a steady window of the last 5 steps
+    lengths = reference_context_lengths(8, small_cfg(context=5))
+    np.testing.assert_array_equal(lengths, [1, 2, 3, 4, 5, 5, 5, 5])
     np.testing.assert_array_equal(reference_context_lengths(4, small_cfg(context=1)), [1, 1, 1, 1])
     rope = reference_context_lengths(8, small_cfg(context=5, positions="rope"))
     np.testing.assert_array_equal(rope, [1, 2, 3, 4, 5, 5, 5, 5])

@@ -5,13 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # fmt: off
 TINY = ["--methods.ad.histories", "8", "--data.steps", "2000", "--methods.ed.histories", "4", "--train.iters", "4",
-        "--eval.episodes", "3", "--eval.tasks", "2", "--eval.streams-per-task", "2", "--device", "cpu"]
+        "--train.subsample", "10", "--eval.episodes", "3", "--eval.tasks", "2", "--eval.streams-per-task", "2",
+        "--device", "cpu"]
 # fmt: on
-STAGES = ("data-ad", "data-ed", "train-ad", "train-ed", "eval-ad", "eval-ed", "eval-source", "report")
+REPLICA_STAGES = tuple(f"seed-0/{s}" for s in ("data-ad", "data-ed", "train-ad", "train-ed", "eval-ad", "eval-ed"))
+STAGES = (*REPLICA_STAGES, "eval-source", "eval-source-tuned", "report")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -36,14 +39,30 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_tiny_run_writes_the_whole_report(tiny_run):
     report = json.loads((tiny_run / "report.json").read_text())
     assert report["env"] == "darkroom" and report["preset"] == "quick"
-    assert set(report["curves"]) == {"ad", "ed", "source"}
+    assert set(report["curves"]) == {"ad", "ed", "source", "source-tuned"}
+    assert report["train_seeds"] == [0] and set(report["seeds"]["0"]) == {"ad", "ed"}
+    assert report["seeds"]["0"]["ad"] == report["curves"]["ad"]  # one seed: its curve is the mean
+    tasks = np.load(tiny_run / "seed-0" / "eval" / "ad.npz")["task_ids"]
+    assert set(report["per_task"]) == {str(t) for t in tasks} and str(
+        report["worst_task"]["ad"]["task"]
+    ) in tasks.astype(str)
+    assert report["worst_task"]["ad"]["what"].startswith("goal (") and "source_tuned" in report
     assert all(len(c) == 3 for c in report["curves"].values())
     assert report["reference"]["optimal"] > report["reference"]["random"] > 0
     assert set(report["timings"]) == set(STAGES) - {"report"}
     assert set(report["on_training_tasks"]) == {"ad", "ed"}
     assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| AD |" in (tiny_run / "report.md").read_text()
-    for f in ("config.json", "data/ad/manifest.json", "ad/ckpt.pt", "ed/ckpt.pt", "eval/ad.npz", "eval/source.npz"):
+    assert "Worst held-out task of AD: goal (" in (tiny_run / "report.md").read_text()
+    for f in (
+        "config.json",
+        "seed-0/data/ad/manifest.json",
+        "seed-0/ad/ckpt.pt",
+        "seed-0/ed/ckpt.pt",
+        "seed-0/eval/ad.npz",
+        "eval/source.npz",
+        "eval/source-tuned.npz",
+    ):
         assert (tiny_run / f).is_file(), f
     # the run's config.json is what `algodistill config` prints for the same flags
     printed = cli("config", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *TINY)
@@ -61,7 +80,7 @@ def test_rerun_skips_every_stage_whose_outputs_verify(tiny_run):
 
 
 def test_a_corrupt_stage_output_is_redone(tiny_run):
-    ckpt = tiny_run / "ad" / "ckpt.pt"
+    ckpt = tiny_run / "seed-0" / "ad" / "ckpt.pt"
     good = ckpt.read_bytes()
     data = bytearray(good)
     data[-100] ^= 0xFF
@@ -69,17 +88,23 @@ def test_a_corrupt_stage_output_is_redone(tiny_run):
     (tiny_run / "report.md").write_text("damaged")
     r = cli("run", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *TINY)
     assert r.returncode == 0, r.stderr
-    assert "[redo] train-ad" in r.stdout and "[run] train-ad" in r.stdout
-    assert "[skip] train-ed" in r.stdout and "[skip] data-ad" in r.stdout
-    assert (tiny_run / "ad" / "ckpt.pt.corrupt").read_bytes() == bytes(data)  # moved aside, not deleted
+    assert "[redo] seed-0/train-ad" in r.stdout and "[run] seed-0/train-ad" in r.stdout
+    assert "[skip] seed-0/train-ed" in r.stdout and "[skip] seed-0/data-ad" in r.stdout
+    assert (ckpt.parent / "ckpt.pt.corrupt").read_bytes() == bytes(data)  # moved aside, not deleted
     # training is deterministic, so the redone checkpoint is the same bytes and evaluation still verifies
-    assert ckpt.read_bytes() == good and "[skip] eval-ad" in r.stdout
-    assert "[redo] report" in r.stdout and "| AD |" in (tiny_run / "report.md").read_text()
+    assert ckpt.read_bytes() == good and "[skip] seed-0/eval-ad" in r.stdout
+    assert "[run] report" in r.stdout and "| AD |" in (tiny_run / "report.md").read_text()
 
 
 def test_checkpoint_of_another_env_is_refused(tiny_run, tmp_path):
     r = cli(
-        "evaluate", "--ckpt", str(tiny_run / "ed" / "ckpt.pt"), "--env", "keydoor", "--out", str(tmp_path / "x.npz")
+        "evaluate",
+        "--ckpt",
+        str(tiny_run / "seed-0" / "ed" / "ckpt.pt"),
+        "--env",
+        "keydoor",
+        "--out",
+        str(tmp_path / "x.npz"),
     )
     assert r.returncode == 2
     assert "trained on env='darkroom', not 'keydoor'" in r.stderr and r.stderr.strip().count("\n") == 0
@@ -91,7 +116,7 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
     r = cli(
         "evaluate",
         "--ckpt",
-        str(tiny_run / "ed" / "ckpt.pt"),
+        str(tiny_run / "seed-0" / "ed" / "ckpt.pt"),
         "--episodes",
         "2",
         "--tasks",
@@ -104,8 +129,6 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
         str(out),
     )
     assert r.returncode == 0, r.stderr
-    import numpy as np
-
     assert np.load(out)["returns"].shape == (1, 2)
 
 
@@ -118,6 +141,10 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
         (["run", "darkroom", "--preset", "huge"], "preset='huge' is unknown for env='darkroom': choose one of quick"),
         (["run", "darkroom", "--methods.ad.histories", "many"], "--methods.ad.histories"),
         (["run", "darkroom", "--model.context", "1200"], "model.context=1200 is longer than the histories"),
+        (["run", "darkroom", "--train-seeds", "0"], "train_seeds=0 must be positive: pass --train-seeds 1 or more"),
+        (["run", "darkroom", "--train-seeds", "11"], "train_seeds=11 is more than the 'quick' preset allows (10)"),
+        (["run", "darkroom", "--preset", "paper", "--train-seeds", "6"], "the 'paper' preset allows (5)"),
+        (["run", "darkroom", "--replicas", "2/2"], "replicas='2/2' is malformed: pass --replicas i/n"),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):
@@ -133,3 +160,51 @@ def test_a_rerun_with_another_config_is_refused_and_keeps_the_run(tiny_run):
     r = cli("run", "darkroom", "--runs", str(tiny_run.parent), "--name", "tiny", *other)
     assert r.returncode == 2 and "different config" in r.stderr and r.stderr.strip().count("\n") == 0
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_training_seeds_are_replicas_whose_results_do_not_depend_on_workers_or_machines(tmp_path):
+    """--train-seeds 2 on two "machines" (--replicas 0/2 and 1/2), then the report; and with --workers 2."""
+    args = ["run", "darkroom", "--runs", str(tmp_path), "--train-seeds", "2", "--seed", "3", *TINY]
+    first = cli(*args, "--name", "ranks", "--replicas", "0/2")
+    assert first.returncode == 0, first.stderr
+    assert "[run] seed-3/train-ad" in first.stdout and "seed-4/" not in first.stdout
+    assert "replicas of training seeds [4] are not finished" in first.stdout
+    assert not (tmp_path / "ranks" / "report.json").exists()
+    second = cli(*args, "--name", "ranks", "--replicas", "1/2")
+    assert second.returncode == 0, second.stderr
+    assert "[run] seed-4/train-ad" in second.stdout and "[skip] seed-3/train-ad" not in second.stdout
+    report = json.loads((tmp_path / "ranks" / "report.json").read_text())
+    assert report["train_seeds"] == [3, 4] and set(report["seeds"]) == {"3", "4"}
+    seeds = np.array([report["seeds"][s]["ad"] for s in ("3", "4")])
+    np.testing.assert_allclose(report["curves"]["ad"], seeds.mean(axis=0), atol=1e-3)
+    assert report["summary"]["ad"]["worst_seed"]["seed"] in (3, 4) and report["summary"]["ad"]["runs"] == 2
+    assert "Per training seed" in (tmp_path / "ranks" / "report.md").read_text()
+    # the same replicas side by side in two worker processes: the same bytes
+    together = cli(*args, "--name", "workers", "--workers", "2")
+    assert together.returncode == 0, together.stderr
+    for rel in ("seed-3/ad/ckpt.pt", "seed-4/ad/ckpt.pt", "seed-4/eval/ed.npz", "eval/source-tuned.npz"):
+        assert (tmp_path / "ranks" / rel).read_bytes() == (tmp_path / "workers" / rel).read_bytes(), rel
+
+
+def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb(tmp_path):
+    args = [
+        "--methods.ad.histories",
+        "8",
+        "--methods.ed.histories",
+        "4",
+        "--data.steps",
+        "100",
+        "--model.context",
+        "20",
+    ]
+    args += ["--train.iters", "4", "--eval.episodes", "10", "--eval.tasks", "2", "--eval.streams-per-task", "2"]
+    r = cli("run", "bandit", "--runs", str(tmp_path), "--name", "b", "--device", "cpu", *args)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert list(report["conditions"]) == ["odd", "even", "uniform"]
+    for cond in report["conditions"].values():
+        assert set(cond["normalized"]) == {"ad", "ed", "source", "source-tuned"}
+        assert cond["normalized"]["source"] == 1.0  # UCB on the same draws is the reference
+    assert report["curves"] == report["conditions"]["even"]["curves"]  # the main curves: the "test" split
+    assert (tmp_path / "b" / "seed-0" / "eval" / "ad-test_odd.npz").is_file()
+    assert "| AD |" in (tmp_path / "b" / "report.md").read_text() and "odd | even | uniform" in r.stdout

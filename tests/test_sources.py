@@ -178,7 +178,7 @@ def test_check_source_errors() -> None:
     with pytest.raises(
         UserError,
         match=r"^source='ucb' does not fit env='darkroom' \(it needs a bandit\): "
-        r"choose one of a2c, qlearning, noise, expert, random$",
+        r"choose one of a2c, qlearning, ucbq, noise, expert, random$",
     ):
         check_source("ucb", "darkroom")
     with pytest.raises(
@@ -191,7 +191,7 @@ def test_check_source_errors() -> None:
         check_source("ppo", "darkroom")
     with pytest.raises(UserError, match="env='nope' is unknown"):
         check_source("a2c", "nope")
-    for name in ("a2c", "qlearning", "noise", "expert", "random"):
+    for name in ("a2c", "qlearning", "ucbq", "noise", "expert", "random"):
         check_source(name, "keydoor")
     assert not issubclass(UserError, ValueError)
 
@@ -237,7 +237,7 @@ def test_source_config_is_the_chosen_sources_hyperparameters() -> None:
     assert source_config("a2c", cfg) == jsonable(cfg.a2c)
     assert source_config("a2c", cfg)["hidden"] == [32]  # JSON data, as the manifest stores it
     assert source_config("noise", cfg) == {"eps_final": 0.2, "anneal_fraction": cfg.noise.anneal_fraction}
-    for name in ("ucb", "thompson", "qlearning"):
+    for name in ("ucb", "thompson", "qlearning", "ucbq"):
         assert source_config(name, cfg) == jsonable(getattr(cfg, name))
     assert source_config("expert", cfg) == source_config("random", cfg) == {}  # no hyperparameters
     assert {name: type(source_config(name, cfg)) for name in SOURCE_NAMES} == dict.fromkeys(SOURCE_NAMES, dict)
@@ -254,7 +254,7 @@ def test_source_config_is_a_cli() -> None:
 def test_fitting_sources_by_env() -> None:
     assert fitting_sources("bandit") == ("ucb", "thompson", "noise", "expert", "random")
     for name in ("darkroom", "darkroom-hard", "keydoor"):
-        assert fitting_sources(name) == ("a2c", "qlearning", "noise", "expert", "random")
+        assert fitting_sources(name) == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")
 
 
 def _toy_room(name: str, **spec_changes: Any) -> DarkRoomFamily:
@@ -270,13 +270,14 @@ def test_sources_fit_envs_by_their_spec_not_their_name(monkeypatch) -> None:
     envs.register_family("toy-grid", lambda: _toy_room("toy-grid"))
     envs.register_family("toy-one-state", lambda: _toy_room("toy-one-state", obs_shape=(1,), obs_high=(1,)))
     envs.register_family("toy-image", lambda: _toy_room("toy-image", obs_shape=(4, 4, 3), obs_high=None))
-    assert fitting_sources("toy-grid") == ("a2c", "qlearning", "noise", "expert", "random")
+    assert fitting_sources("toy-grid") == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")
     assert fitting_sources("toy-one-state") == ("ucb", "thompson", "noise", "expert", "random")
     assert fitting_sources("toy-image") == ("noise", "expert", "random")  # no table without a vocabulary
     with pytest.raises(UserError, match=r"source='qlearning' does not fit env='toy-image' \(it needs categorical"):
         check_source("qlearning", "toy-image")
     env = get_family("toy-grid").make(np.arange(3))
-    rollout(env, make_source("qlearning", env, 0, np.arange(3), 8, SourceConfig()), 8)  # and the source runs on it
+    for name in ("qlearning", "ucbq"):  # and the sources run on it
+        rollout(env, make_source(name, env, 0, np.arange(3), 8, SourceConfig()), 8)
 
 
 def test_make_source_rejects_bad_ids_and_lengths() -> None:
@@ -294,6 +295,8 @@ PAIRS = [
     ("a2c", "darkroom"),
     ("a2c", "keydoor"),
     ("qlearning", "darkroom-hard"),
+    ("ucbq", "keydoor"),
+    ("ucbq", "darkroom-hard"),
     ("noise", "keydoor"),
     ("expert", "darkroom"),
     ("random", "darkroom"),
@@ -349,7 +352,7 @@ def test_rollout_resumes_and_records_the_contract() -> None:
     assert (whole["obs"][:, 20] == fam.xy[fam.centre]).all()  # the recorded step after a done is a fresh start
 
 
-@pytest.mark.parametrize("name", ["qlearning", "noise", "expert", "random"])
+@pytest.mark.parametrize("name", ["qlearning", "ucbq", "noise", "expert", "random"])
 def test_act_returns_int64_actions(name: str) -> None:
     env = get_family("darkroom").make(np.arange(4))
     a = make_source(name, env, 0, np.arange(4), 10, SourceConfig()).act(env.reset())

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from algodistill.stats import episodes_to_reach, mean_ci, summarize, t_quantile
+from algodistill.stats import episodes_to_reach, last10pct, mean_ci, normalized_score, per_task, summarize, t_quantile
 
 
 @pytest.mark.parametrize(
@@ -49,4 +49,14 @@ def test_episodes_to_reach_and_summary():
     assert s["return_last10pct"] == pytest.approx(np.arange(181, 201).mean())
     assert s["auc"] == pytest.approx(100.5)
     assert s["episodes_to_90pct_optimal"] == 180
+    assert s["return_ep21_30"] == pytest.approx(25.5)
     assert summarize(curve[:, :5], optimal=1.0)["return_ep100"] is None
+    assert summarize(curve[:, :29], optimal=1.0)["return_ep21_30"] is None
+
+
+def test_per_task_and_normalized_score_by_hand():
+    returns = np.array([[0.0] * 10 + [1.0] * 10, [0.0] * 19 + [3.0], [5.0] * 20])  # (3 streams, 20 episodes)
+    np.testing.assert_allclose(last10pct(returns), [1.0, 1.5, 5.0])  # the last 2 episodes
+    assert per_task(returns, np.array([7, 7, 2])) == {2: 5.0, 7: 1.25}
+    assert normalized_score(0.6, r_random=0.5, r_reference=0.7) == pytest.approx(0.5)
+    assert normalized_score(0.4, r_random=0.5, r_reference=0.7) == pytest.approx(-0.5)

@@ -35,7 +35,9 @@ TINY_MODEL = dict(n_embd=16, n_layer=1, n_head=2, n_ff=32, context=40)
 TINY_TRAIN = dict(iters=8, batch_size=8, warmup_iters=2, ckpt_every=4, log_every=1, subsample=1)
 
 
-def make_dataset(out: Path, env: str = "darkroom", n: int = 8, episodes: int = 10, source: str = "random") -> Path:
+def make_dataset(
+    out: Path, env: str = "darkroom", n: int = 8, episodes: int = 10, source: str = "random", split: str = "train"
+) -> Path:
     """A tiny finalized dataset of random transitions for `env` (n histories of `episodes` episodes)."""
     spec = get_family(env).spec
     H = spec.episode_length
@@ -50,7 +52,7 @@ def make_dataset(out: Path, env: str = "darkroom", n: int = 8, episodes: int = 1
         np.broadcast_to((np.arange(T) + 1) % H == 0, (n, T)).copy(),
         np.arange(n, dtype=np.int64),
     )
-    meta = {"spec": spec.record(), "source": {"name": source}}
+    meta = {"spec": spec.record(), "source": {"name": source}, "split": split}
     write_shard(out, 0, hist, learner_start=0, num_histories=n, meta=meta, config={"env": env, "source": source})
     finalize(out)
     return out
@@ -316,7 +318,7 @@ def test_train_command_takes_the_run_presets_settings():
     # `algodistill train --preset quick` trains as `algodistill run`'s quick preset does (subsampling included)
     job = cli._parse("train", ["--preset", "quick", "--env", "darkroom"])
     run = get_preset("darkroom", "quick")
-    assert (job.model, job.train) == (run.model, run.train) and job.train.subsample == 10
+    assert (job.model, job.train) == (run.model, run.train) and job.train.subsample == 40
     job = cli._parse("train", ["--preset", "paper", "--env", "keydoor", "--train.iters", "5", "--model.n-layer", "2"])
     assert (job.preset, job.env, job.train.iters, job.train.batch_size, job.model.context, job.model.n_layer) == (
         "paper",
@@ -354,3 +356,10 @@ def test_outputs_and_load_model_for_an_expert_dataset(tmp_path):
     with Dataset.open(data) as ds:
         batch = method.make_batch(ds.sample(np.random.default_rng(0), 2, 41, 1, 1), spec)
     assert model(*batch.inputs).shape == (2, 40, 5)
+
+
+def test_a_dataset_of_held_out_tasks_is_refused(tmp_path):
+    test_split = make_dataset(tmp_path / "test-data", split="test")
+    with pytest.raises(UserError, match=r"holds histories of the 'test' split, not 'train'.*--split train"):
+        train(tiny(test_split, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

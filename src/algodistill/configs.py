@@ -21,7 +21,7 @@ import tyro
 from algodistill.device import DeviceName
 from algodistill.encoders import check_fits
 from algodistill.envs import get_family
-from algodistill.errors import UserError
+from algodistill.errors import UserError, parse_part
 from algodistill.jsonio import canonical_hash, jsonable
 from algodistill.methods import get_method
 from algodistill.model import ModelConfig
@@ -130,7 +130,7 @@ class DataConfig:
     """The learning histories of a run: which source algorithm makes them, and how long each is."""
 
     source: str = "qlearning"
-    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, noise, ..."""
+    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, ucbq, noise, ..."""
     steps: int = 10_000
     """env steps per history T, a whole number of episodes (every method's data has this length)"""
     shard_size: int = 500
@@ -171,7 +171,16 @@ class EvalConfig:
         _positive(self, "eval.", "episodes", "tasks", "streams_per_task")
 
 
-RUN_CONTROL_FIELDS = ("name", "runs", "device", "workers", "quiet", "config")
+MAX_TRAIN_SEEDS = {"quick": 10, "paper": 5}
+"""Most replicas a preset allows: each paper replica is hours of GPU time, and the paper reports 5 seeds."""
+
+
+def parse_replicas(replicas: str | None) -> tuple[int, int]:
+    """(i, n) of a replica shard "i/n"; None is (0, 1), every replica. UserError when malformed."""
+    return (0, 1) if replicas is None else parse_part(replicas, "replicas")
+
+
+RUN_CONTROL_FIELDS = ("name", "runs", "device", "workers", "replicas", "quiet", "config")
 """RunConfig fields that say how a run runs, not what it computes: not part of the run hash."""
 
 
@@ -184,7 +193,11 @@ class RunConfig:
     preset: str = "quick"
     """preset the other fields start from: quick (minutes on a laptop CPU) or paper (the paper's sizes)"""
     seed: int = 0
-    """seed of the data, the training and the evaluation"""
+    """seed of the evaluation streams, and the first training seed (of the data and the training)"""
+    train_seeds: int = 1
+    """independent replicas, each with its own data and training, from training seeds seed, seed+1, ...,
+    evaluated on the same held-out streams; the report gives the mean and 95% CI over them and the worst
+    seed (paper Sec. 4.3: 5 seeds)"""
     data: DataConfig = DataConfig()
     """the source algorithm's learning histories"""
     methods: dict[str, MethodConfig] = field(default_factory=lambda: {"ad": MethodConfig(), "ed": MethodConfig(200)})
@@ -202,7 +215,10 @@ class RunConfig:
     device: DeviceName = "auto"
     """training and evaluation device ("auto": CUDA with bf16 when present)"""
     workers: int = 1
-    """processes generating data (the data does not depend on it)"""
+    """processes: replicas run side by side when train_seeds > 1, else data shards do (results do not depend on it)"""
+    replicas: str | None = None
+    """this machine's replicas as "i/n" (replicas i, i+n, ... of train_seeds), for a cluster; the report is
+    written by a run that finds every replica finished (default: all)"""
     quiet: bool = False
     """no progress bars"""
     config: Path | None = None
@@ -220,9 +236,16 @@ class RunConfig:
         for name in self.methods:
             check_source(get_method(name).data_source(self.data.source), self.env)
         check_fits(self.model.encoder, spec)
-        _positive(self, "", "workers")
+        _positive(self, "", "workers", "train_seeds")
         if self.seed < 0:
             raise UserError(f"seed={self.seed} must be >= 0")
+        most = MAX_TRAIN_SEEDS.get(self.preset, MAX_TRAIN_SEEDS["paper"])
+        if self.train_seeds > most:
+            raise UserError(
+                f"train_seeds={self.train_seeds} is more than the {self.preset!r} preset allows ({most}): "
+                f"pass --train-seeds {most} or fewer, or split the replicas over runs with --seed"
+            )
+        parse_replicas(self.replicas)
         H = spec.episode_length
         if self.data.steps % H:
             raise UserError(
@@ -239,6 +262,11 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return self.runs / (self.name or f"{self.env}-{self.preset}")
+
+    @property
+    def train_seed_list(self) -> list[int]:
+        """The replicas' training seeds: seed, seed + 1, ..., seed + train_seeds - 1."""
+        return list(range(self.seed, self.seed + self.train_seeds))
 
     def record(self) -> dict[str, Any]:
         """What the run computes, as JSON data: every field but the run-control ones."""

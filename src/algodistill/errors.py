@@ -33,3 +33,14 @@ def check_output(path: Path, field: str, *, directory: bool) -> None:
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UserError(f"{field}={path} lies under {parent}, which is a file: choose another {flag}")
+
+
+def parse_part(value: str, name: str) -> tuple[int, int]:
+    """(i, n) of a work split "i/n" given as `--name` (this machine's part i of n), 0 <= i < n; UserError otherwise."""
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise UserError(f"{name}={value!r} is malformed: pass --{name} i/n with 0 <= i < n, e.g. --{name} 0/2")
+    return i, n

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from algodistill import __version__, dataset
 from algodistill.dataset import Histories
 from algodistill.envs import get_family
-from algodistill.errors import UserError, check_output
+from algodistill.errors import UserError, check_output, parse_part
 from algodistill.jsonio import jsonable
 from algodistill.sources import SourceConfig, check_source, make_source, rollout, source_config
 
@@ -44,7 +44,7 @@ class GenerateConfig:
     env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
     """task family: bandit, darkroom, darkroom-hard or keydoor"""
     source: str = "qlearning"
-    """source algorithm: ucb, thompson (bandit); a2c, qlearning (grid worlds); noise, expert, random (all)"""
+    """source algorithm: ucb, thompson (bandit); a2c, qlearning, ucbq (grid worlds); noise, expert, random (all)"""
     out: Path | None = None
     """dataset directory (default: data/<env>-<source>)"""
     histories: int = 2000
@@ -89,13 +89,7 @@ class GenerateConfig:
         spec = self.shard
         if spec is None:
             return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        try:
-            i, n = (int(x) for x in spec.split("/"))
-        except ValueError:
-            i, n = -1, 0
-        if not 0 <= i < n:
-            raise UserError(f"shard={spec!r} is malformed: pass --shard i/n with 0 <= i < n, e.g. --shard 0/2")
-        return i, n
+        return parse_part(spec, "shard")
 
     @property
     def out_dir(self) -> Path:

@@ -5,11 +5,13 @@ step), the window the model was trained on. Two algorithms, chosen by the model'
 and what the logits at step t (t = 0, 1, ... since `reset`) are then a function of:
 
 - t < W, both: steps 0..t, exactly as the model's full forward over them.
-- learned positions (periodic re-prefill): absolute positions cannot slide, so when the cache is full
-  (W steps) the next step restarts it: the newest K = W // 2 steps are re-encoded at positions
-  0..K-1 together with the new step, in one causal forward. The model then sees exactly the last L(t)
-  steps, L(t) = K + 1 + (t - W) mod (W - K) for t >= W: a context that shrinks to K + 1 steps and grows
-  back to W every W - K steps.
+- learned positions (re-prefill): absolute positions cannot slide, so once the cache is full (W steps)
+  every step restarts it: the newest W - 1 steps are re-encoded at positions 0..W-2 together with the
+  new step, in one causal forward. The model then sees exactly the last min(t + 1, W) steps, a steady
+  FIFO context of the trained length at every step, at the price of a full forward over W steps per
+  step once the window is full (the cache saves the work of the first W steps only). Keeping fewer
+  steps would be cheaper, but the context would then swing between that and W steps, a context the
+  model was not trained on (with W // 2: about 3 Dark Room episodes on average instead of 4).
 - rotary positions (rolling window): keys are rotated once at their absolute position and stored in a
   ring buffer of W steps; a new step overwrites the oldest. Attention scores depend only on relative
   positions, so nothing is recomputed. Every layer attends to the last min(t + 1, W) steps, but the keys
@@ -67,7 +69,7 @@ class KVCache:
     def advance(self, obs_t: Tensor, a_tm1: Tensor, r_tm1: Tensor) -> Advance:
         """Take one step for every stream: obs_t (B, *obs_shape), a_tm1 (B,), r_tm1 (B,).
 
-        Returns the inputs to encode now (the new step, or after a full window the newest W // 2 steps
+        Returns the inputs to encode now (the new step, or after a full window the newest W - 1 steps
         and the new one), their first token position and the attention mask of their tokens.
         """
         if obs_t.shape[0] != self.batch_size:
@@ -76,9 +78,9 @@ class KVCache:
         obs, a, r = obs_t[:, None], a_tm1[:, None], r_tm1[:, None]  # (B, 1, ...) the new step
         if self.rolling:  # ring slot t mod W, keys rotated at their absolute position
             slot, pos0, valid = self.t % w, self.t * k, min(self.t + 1, w)
-        else:  # fill slots 0..W-1 at positions 0..; when full, re-prefill the newest W // 2 steps
+        else:  # fill slots 0..W-1 at positions 0..; when full, re-prefill the newest W - 1 steps
             if self.n == w:
-                obs, a, r = self._newest_inputs(w // 2, obs, a, r)  # (B, W // 2 + 1, ...)
+                obs, a, r = self._newest_inputs(w - 1, obs, a, r)  # (B, W, ...)
                 self.n = 0
             slot, pos0, valid = self.n, self.n * k, self.n + obs.shape[1]
             self._store_inputs(slot, obs, a, r)

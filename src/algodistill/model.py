@@ -68,7 +68,8 @@ class ModelConfig:
     attn_dropout: float = 0.5
     """Dropout on the attention weights (Table 1: 0.5; 0 for Dark Room Hard)."""
     token_mask: float = 0.3
-    """Training only: probability of replacing an input token by a learned mask (App. J: 0.3; Hard: 0.5)."""
+    """Training only: probability of replacing an input token by a learned mask (App. J: 0.3; Hard: 0.5);
+    a position whose observation token is masked is left out of the loss (ours, docs/fidelity.md)."""
     layout: Literal["step", "sar"] = "step"
     """Tokens per step: "step" = one token for (a_{t-1}, r_{t-1}, o_t) (Fig. 15); "sar" = three tokens (ad-eps)."""
     positions: Literal["learned", "rope"] = "learned"
@@ -237,17 +238,25 @@ class ADTransformer(nn.Module):
         """Number of parameters, position embeddings included."""
         return sum(p.numel() for p in self.parameters())
 
-    def _tokens(self, obs: Tensor, a_tm1: Tensor, r_tm1: Tensor) -> Tensor:
-        """Input token embeddings (B, kT, C) of T steps, before positions."""
+    def _tokens(self, obs: Tensor, a_tm1: Tensor, r_tm1: Tensor, masked: Tensor | None = None) -> Tensor:
+        """Input token embeddings (B, kT, C) of T steps, before positions; `masked` (B, kT) tokens replaced."""
         e_o = self.obs_encoder(obs)  # (B, T, C)
         e_a = self.act_emb(a_tm1)  # (B, T, C)
         e_r = self.rew_emb(r_tm1.unsqueeze(-1).to(self.rew_emb.weight.dtype))  # (B, T, C)
         # "step": summed, not concatenated and projected, which is the same function class (as in EmbeddingEncoder)
         x = e_o + e_a + e_r if self.cfg.layout == "step" else interleave(e_o, e_a, e_r)  # (B, kT, C)
-        if self.training and self.mask_emb is not None:
-            masked = torch.rand(x.shape[:2], device=x.device) < self.cfg.token_mask  # (B, kT)
+        if masked is not None:
+            if self.mask_emb is None:
+                raise ValueError("masked tokens were passed, but the model was built with token_mask=0")
             x = torch.where(masked.unsqueeze(-1), self.mask_emb.to(x.dtype), x)  # (B, kT, C)
         return x
+
+    def draw_token_mask(self, batch: int, steps: int, device: torch.device) -> Tensor | None:
+        """Training: which input tokens to mask, each with probability token_mask (App. J), from torch's
+        global generator (the trainer seeds it per iteration). (B, kT) bool, or None when masking is off."""
+        if not self.training or self.mask_emb is None:
+            return None
+        return torch.rand((batch, steps * self.cfg.tokens_per_step), device=device) < self.cfg.token_mask
 
     def _backbone(self, x: Tensor, pos0: int, mask: Tensor | None, cache: KVCache | None) -> Tensor:
         """Blocks over tokens x (B, L, C) at positions pos0..pos0+L-1 -> logits (B, L/k, A) at o_t tokens."""
@@ -265,9 +274,12 @@ class ADTransformer(nn.Module):
             x = deinterleave(x)[0]  # (B, T, C) the o_t tokens, which predict a_t
         return self.head(x)  # (B, T, A)
 
-    def forward(self, obs: Tensor, a_tm1: Tensor, r_tm1: Tensor, window: int | None = None) -> Tensor:
+    def forward(
+        self, obs: Tensor, a_tm1: Tensor, r_tm1: Tensor, window: int | None = None, masked: Tensor | None = None
+    ) -> Tensor:
         """Logits (B, T, A) for a_t from obs (B, T, *obs_shape), a_tm1 (B, T) long, r_tm1 (B, T) float.
 
+        `masked` (B, kT) bool replaces those input tokens by the learned mask token (`draw_token_mask`).
         `window` (steps) bands the causal mask to sliding-window attention, which is what a rope
         model's rolling cache computes over a long stream (module docstring); None = plain causal.
         """
@@ -279,7 +291,7 @@ class ADTransformer(nn.Module):
             )
         if window is not None and window < 1:
             raise ValueError(f"window={window} must be a positive number of steps")
-        x = self._tokens(obs, a_tm1, r_tm1)  # (B, kT, C)
+        x = self._tokens(obs, a_tm1, r_tm1, masked)  # (B, kT, C)
         mask = None if window is None else _band_mask(T, window, self.cfg.tokens_per_step, x.device)
         return self._backbone(x, 0, mask, None)
 
@@ -292,7 +304,7 @@ class ADTransformer(nn.Module):
         """Append one step of every stream to `cache`; return its logits for a_t (B, A).
 
         obs_t (B, *obs_shape), a_tm1 (B,) long, r_tm1 (B,) float. Call `eval()` first: in training
-        mode dropout and token masking apply here as in `forward`.
+        mode dropout applies here as in `forward`.
         """
         obs, a, r, pos0, mask = cache.advance(obs_t, a_tm1, r_tm1)
         x = self._tokens(obs, a, r)  # (B, k * steps, C)

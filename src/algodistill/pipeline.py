@@ -1,21 +1,27 @@
 """`algodistill run <env>`: from nothing to a report, one resumable stage at a time.
 
-Stages, for every method of the run (AD and ED by default; each writes under runs/<name>/):
+A run is `train_seeds` independent replicas, one per training seed s, each in runs/<name>/seed-<s>/,
+then the baselines and the report in runs/<name>/. For every method m of the run (AD and ED by default):
 
-    data-<m>     the histories method m trains on (AD: the source's, ED: the expert's)   data/<m>/
-    train-<m>    its model                                                              <m>/ckpt.pt
-    eval-<m>     in context on held-out tasks, and on training tasks for comparison     eval/<m>*.npz
-    eval-source  the source algorithm from scratch on the held-out streams              eval/source.npz
-    report       curves.png, loss.png, report.md, report.json
+    seed-<s>/data-<m>     the histories m trains on (AD: the source's, ED: the expert's)   data/<m>/
+    seed-<s>/train-<m>    its model                                                      <m>/ckpt.pt
+    seed-<s>/eval-<m>     in context on every test condition, and on training tasks       eval/<m>*.npz
+    eval-source           the data's source from scratch on the same held-out streams     eval/source*.npz
+    eval-source-tuned     the source with its schedule fitted to the evaluation budget    eval/source-tuned*.npz
+    report                curves.png, loss.png, report.md, report.json
 
+Every replica is evaluated on the same held-out streams (the evaluation seed is the run's `seed`), so
+seeds differ only in their data and training. Replicas run side by side with `--workers`, or on
+separate machines with `--replicas i/n`; the run that finds them all finished writes the report.
 `algodistill.stages` skips a stage whose record still holds. This module only wires the stages: what
 each method does is its own module (`algodistill.methods`), and every setting comes from the run's
-`RunConfig` (a preset from `algodistill.presets`, with overrides). The resolved configuration is
-written last, as `config.json`, in the form `algodistill config` prints and `--config` reads.
+`RunConfig`. The resolved configuration is written last, as `config.json`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from functools import partial
 from pathlib import Path
 
@@ -24,20 +30,22 @@ import torch
 
 from algodistill.atomic import atomic_write_json
 from algodistill.checkpoint import CKPT_NAME
-from algodistill.configs import MethodConfig, RunConfig, TrainJob, run_hash
+from algodistill.configs import MethodConfig, RunConfig, TrainJob, parse_replicas, run_hash
 from algodistill.device import pick_device
-from algodistill.envs import get_family
+from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import check_output
 from algodistill.evaluate import eval_streams, evaluate_checkpoint, rollout_source, save_returns
 from algodistill.generate import GenerateConfig, generate
-from algodistill.jsonio import jsonable
+from algodistill.jsonio import jsonable, read_json
 from algodistill.methods import get_method
-from algodistill.report import plot_losses, write_report
+from algodistill.report import Condition, plot_losses, write_report
+from algodistill.sources import SourceConfig
 from algodistill.stages import Stages
 from algodistill.train import train
+from algodistill.tuning import tune_source
 
-SOURCE_STYLE = ("source", "C2")
-"""Label and colour of the source baseline's curves."""
+BASELINE_STYLES = {"source": ("source", "C2"), "source-tuned": ("source (tuned to budget)", "C7")}
+"""Label and colour of the baselines' curves."""
 
 
 def resolved_config(cfg: RunConfig) -> dict[str, object]:
@@ -51,74 +59,101 @@ def run(cfg: RunConfig) -> Path:
     root = cfg.run_dir
     check_output(cfg.runs, "runs", directory=True)
     check_output(root, "name", directory=True)
-    device = pick_device(cfg.device)  # a missing CUDA device is reported before any work
+    pick_device(cfg.device)  # a missing CUDA device is reported before any work
     root.mkdir(parents=True, exist_ok=True)
+
+    # -- replicas: data, training and in-context evaluation of every method, one training seed each
+    i, n = parse_replicas(cfg.replicas)
+    mine = cfg.train_seed_list[i::n]
+    timings: dict[str, float] = {}
+    if cfg.workers > 1 and len(mine) > 1:
+        ctx = multiprocessing.get_context("spawn")  # no forked torch/h5py state in the workers
+        with ctx.Pool(min(cfg.workers, len(mine)), initializer=_share_cores, initargs=(cfg.workers,)) as pool:
+            for t in pool.map(partial(_replica, cfg), mine):
+                timings |= t
+    else:
+        for seed in mine:
+            timings |= _replica(cfg, seed)
+    missing = [s for s in cfg.train_seed_list if not all(p.is_file() for p in _replica_files(cfg, s))]
+    if missing:
+        if not cfg.quiet:
+            print(f"replicas of training seeds {missing} are not finished: run again once they are, for the report")
+        return root
+
+    # -- baselines on every test condition's held-out streams: the data's source and the source tuned
     stages = Stages(root, cfg.quiet)
-
-    # -- data: each method's histories (paper Sec. 4.2); the same length and seed for all
-    data = {name: _generate_config(cfg, name, m) for name, m in cfg.methods.items()}
-    for name, gen in data.items():
-        files = partial(_dataset_files, gen.out_dir)
-        stages.run(f"data-{name}", gen.data_config(), [], files, partial(generate, gen))
-
-    # -- train every method with the same model and optimisation settings
-    ckpts = {name: root / name / CKPT_NAME for name in cfg.methods}
-    for name, gen in data.items():
-        job = TrainJob(
-            env=cfg.env,
-            method=name,
-            data=gen.out_dir,
-            out=ckpts[name].parent,
-            preset=cfg.preset,
-            seed=cfg.seed,
-            model=cfg.model,
-            train=cfg.train,
-            device=cfg.device,
-            quiet=cfg.quiet,
-        )
-        stages.run(f"train-{name}", job.record(), [gen.out_dir / "manifest.json"], [ckpts[name]], partial(train, job))
-
-    # -- in-context evaluation on held-out tasks (and on training tasks), and the source from scratch
-    eval_dir = root / "eval"
-    results = {name: {split: eval_dir / f"{name}{suffix}.npz" for split, suffix in _SPLITS.items()} for name in ckpts}
-    eval_record = {**jsonable(cfg.eval), "seed": cfg.seed}
-    for name, ckpt in ckpts.items():
-        work = partial(_evaluate, ckpt, cfg, results[name], device)
-        stages.run(f"eval-{name}", eval_record, [ckpt], list(results[name].values()), work)
-    test_streams = eval_streams(family, "test", cfg.eval.tasks, cfg.eval.streams_per_task)
-    source_npz = eval_dir / "source.npz"
-    source_record = eval_record | {
+    streams = {c: eval_streams(family, split, cfg.eval.tasks, cfg.eval.streams_per_task) for c, split in _conds(family)}
+    baselines = {
+        name: {c: root / "eval" / f"{name}{_suffix(split)}.npz" for c, split in _conds(family)}
+        for name in BASELINE_STYLES
+    }
+    record = {
+        **jsonable(cfg.eval),
+        "seed": cfg.seed,
         "source": cfg.data.source,
         "history_steps": cfg.data.steps,
         "source_config": jsonable(cfg.data.sources),
     }
-    stages.run("eval-source", source_record, [], [source_npz], partial(_evaluate_source, cfg, test_streams, source_npz))
+    stages.run(
+        "eval-source",
+        record,
+        [],
+        list(baselines["source"].values()),
+        partial(_source, cfg, streams, baselines["source"], cfg.data.steps, cfg.data.sources),
+    )
+    tuned_json = root / "eval" / "source-tuned.json"
+    outputs = [*baselines["source-tuned"].values(), tuned_json]
+    stages.run(
+        "eval-source-tuned",
+        record,
+        [],
+        outputs,
+        partial(_source_tuned, cfg, streams, baselines["source-tuned"], tuned_json),
+    )
+    timings |= stages.timings
 
     # -- report
-    styles = {name: (get_method(name).label, get_method(name).color) for name in cfg.methods} | {"source": SOURCE_STYLE}
+    styles = {name: (get_method(name).label, get_method(name).color) for name in cfg.methods} | BASELINE_STYLES
 
     def report() -> None:
-        plot_losses(root / "loss.png", {name: root / name / "metrics.jsonl" for name in cfg.methods}, styles)
-        curves = {name: np.load(r["test"])["returns"] for name, r in results.items()}
-        curves["source"] = np.load(source_npz)["returns"]
-        on_train = {name: np.load(r["train"])["returns"].mean(axis=0).round(4).tolist() for name, r in results.items()}
+        metrics = {m: [_replica_dir(cfg, s) / m / "metrics.jsonl" for s in cfg.train_seed_list] for m in cfg.methods}
+        plot_losses(root / "loss.png", metrics, styles)
+        conditions = {}
+        for c, split in _conds(family):
+            conditions[c] = Condition(
+                trained={s: {m: _returns(_result(cfg, s, m, split)) for m in cfg.methods} for s in cfg.train_seed_list},
+                baselines={name: _returns(files[c]) for name, files in baselines.items()},
+                tasks=streams[c],
+                optimal=float(family.optimal_return(streams[c]).mean()),
+                random=float(family.random_return(streams[c]).mean()),
+            )
+        on_train = {
+            m: np.mean([_returns(_result(cfg, s, m, "train")).mean(0) for s in cfg.train_seed_list], axis=0)
+            .round(4)
+            .tolist()
+            for m in cfg.methods
+        }
         write_report(
             root,
             env=cfg.env,
             preset=cfg.preset,
-            curves=curves,
+            conditions=conditions,
             styles=styles,
-            optimal=float(family.optimal_return(test_streams).mean()),
-            random=float(family.random_return(test_streams).mean()),
-            timings=dict(stages.timings),
-            extra={"on_training_tasks": on_train, "run_config": resolved_config(cfg)},
+            task_optimal=family.optimal_return,
+            describe_task=family.describe_task,
+            timings=timings,
+            extra={
+                "on_training_tasks": on_train,
+                "source_tuned": read_json(tuned_json, "re-run to redo the eval-source-tuned stage"),
+                "run_config": resolved_config(cfg),
+            },
         )
 
-    inputs = [p for r in results.values() for p in r.values()] + [source_npz]
+    inputs = [p for s in cfg.train_seed_list for p in _replica_files(cfg, s)]
+    inputs += [p for files in baselines.values() for p in files.values()] + [tuned_json]
     report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png")]
-    stages.run(
-        "report", {"env": cfg.env, "preset": cfg.preset, "methods": list(cfg.methods)}, inputs, report_files, report
-    )
+    report_record = {"env": cfg.env, "preset": cfg.preset, "methods": list(cfg.methods), "seeds": cfg.train_seed_list}
+    stages.run("report", report_record, inputs, report_files, report)
     # the resolved config of the finished run (written last: a refused re-run leaves the old one)
     atomic_write_json(root / "config.json", resolved_config(cfg))
     if not cfg.quiet:
@@ -126,20 +161,84 @@ def run(cfg: RunConfig) -> Path:
     return root
 
 
-_SPLITS = {"test": "", "train": "-train"}  # evaluation split -> suffix of its results file
+def _replica(cfg: RunConfig, seed: int) -> dict[str, float]:
+    """Data, training and evaluation of every method with training seed `seed`; returns its stage timings."""
+    root = _replica_dir(cfg, seed)
+    stages = Stages(root, cfg.quiet, label=f"seed-{seed}/")
+    family = get_family(cfg.env)
+    device = pick_device(cfg.device)
+    parallel = cfg.workers > 1 and cfg.train_seeds > 1  # the workers already run replicas side by side
+    for name, m in cfg.methods.items():
+        # data: the method's histories (paper Sec. 4.2); the same length for all, seeded by the replica
+        gen = _generate_config(cfg, name, m, seed, workers=1 if parallel else cfg.workers)
+        stages.run(f"data-{name}", gen.data_config(), [], partial(_dataset_files, gen.out_dir), partial(generate, gen))
+        # training: every method with the same model and optimisation settings
+        ckpt = root / name / CKPT_NAME
+        job = TrainJob(
+            env=cfg.env,
+            method=name,
+            data=gen.out_dir,
+            out=ckpt.parent,
+            preset=cfg.preset,
+            seed=seed,
+            model=cfg.model,
+            train=cfg.train,
+            device=cfg.device,
+            quiet=cfg.quiet,
+        )
+        stages.run(f"train-{name}", job.record(), [gen.out_dir / "manifest.json"], [ckpt], partial(train, job))
+        # in context on every test condition, and on training tasks for comparison; the run's eval seed
+        out = {split: _result(cfg, seed, name, split) for split in _eval_splits(family)}
+        work = partial(_evaluate, ckpt, cfg, out, device)
+        stages.run(f"eval-{name}", {**jsonable(cfg.eval), "seed": cfg.seed}, [ckpt], list(out.values()), work)
+    return {f"seed-{seed}/{k}": v for k, v in stages.timings.items()}
 
 
-def _generate_config(cfg: RunConfig, name: str, m: MethodConfig) -> GenerateConfig:
-    """The `algodistill generate` config of method `name`'s dataset."""
+def _share_cores(workers: int) -> None:
+    """Replica workers split the machine's cores between them instead of each taking all."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _conds(family: TaskFamily) -> list[tuple[str, str]]:
+    """(condition, split) of every test condition of the env."""
+    return list(family.conditions.items())
+
+
+def _eval_splits(family: TaskFamily) -> list[str]:
+    return [split for _, split in _conds(family)] + ["train"]
+
+
+def _suffix(split: str) -> str:
+    """Results file suffix of an evaluation split: none for "test", "-<split>" otherwise."""
+    return "" if split == "test" else f"-{split}"
+
+
+def _replica_dir(cfg: RunConfig, seed: int) -> Path:
+    return cfg.run_dir / f"seed-{seed}"
+
+
+def _result(cfg: RunConfig, seed: int, method: str, split: str) -> Path:
+    return _replica_dir(cfg, seed) / "eval" / f"{method}{_suffix(split)}.npz"
+
+
+def _replica_files(cfg: RunConfig, seed: int) -> list[Path]:
+    """What the report reads from a replica: every method's results and training metrics."""
+    splits = _eval_splits(get_family(cfg.env))
+    metrics = [_replica_dir(cfg, seed) / m / "metrics.jsonl" for m in cfg.methods]
+    return metrics + [_result(cfg, seed, m, split) for m in cfg.methods for split in splits]
+
+
+def _generate_config(cfg: RunConfig, name: str, m: MethodConfig, seed: int, workers: int) -> GenerateConfig:
+    """The `algodistill generate` config of method `name`'s dataset in the replica of training seed `seed`."""
     return GenerateConfig(
         cfg.env,
         source=get_method(name).data_source(cfg.data.source),
-        out=cfg.run_dir / "data" / name,
+        out=_replica_dir(cfg, seed) / "data" / name,
         histories=m.histories,
         steps=cfg.data.steps,
-        seed=cfg.seed,
+        seed=seed,
         shard_size=min(cfg.data.shard_size, m.histories),
-        workers=cfg.workers,
+        workers=workers,
         sources=cfg.data.sources,
         quiet=cfg.quiet,
     )
@@ -151,18 +250,35 @@ def _evaluate(ckpt: Path, cfg: RunConfig, out: dict[str, Path], device: torch.de
         save_returns(out[split], returns, streams)
 
 
-def _evaluate_source(cfg: RunConfig, streams: np.ndarray, out: Path) -> None:
+def _source(
+    cfg: RunConfig, streams: dict[str, np.ndarray], out: dict[str, Path], history_steps: int, sources: SourceConfig
+) -> None:
+    """The source learning from scratch on each condition's held-out streams, its schedules spanning
+    `history_steps` (the data's: the same env steps as the data; or the budget's, when tuned)."""
     family = get_family(cfg.env)
-    returns = rollout_source(
-        family,
-        cfg.data.source,
-        streams,
-        cfg.eval.episodes,
-        history_steps=cfg.data.steps,
-        cfg=cfg.data.sources,
-        seed=cfg.seed,
-    )
-    save_returns(out, returns, streams)
+    for c, stream_tasks in streams.items():
+        returns = rollout_source(
+            family,
+            cfg.data.source,
+            stream_tasks,
+            cfg.eval.episodes,
+            history_steps=history_steps,
+            cfg=sources,
+            seed=cfg.seed,
+        )
+        save_returns(out[c], returns, stream_tasks)
+
+
+def _source_tuned(cfg: RunConfig, streams: dict[str, np.ndarray], out: dict[str, Path], chosen: Path) -> None:
+    """The source tuned to the evaluation budget on training tasks (`algodistill.tuning`), then from scratch
+    on the held-out streams; the chosen setting and every candidate's score go to `chosen`."""
+    tuned = tune_source(get_family(cfg.env), cfg.data.source, cfg.data.sources, cfg.eval.episodes, seed=cfg.seed)
+    _source(cfg, streams, out, tuned.history_steps, tuned.cfg)
+    atomic_write_json(chosen, {"setting": tuned.setting, "history_steps": tuned.history_steps, "scores": tuned.scores})
+
+
+def _returns(path: Path) -> np.ndarray:
+    return np.load(path)["returns"]
 
 
 def _dataset_files(d: Path) -> list[Path]:

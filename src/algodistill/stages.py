@@ -23,9 +23,10 @@ from algodistill.jsonio import read_json
 class Stages:
     """Runs stages in order in a run directory, skipping those whose record still matches."""
 
-    def __init__(self, run_dir: Path, quiet: bool) -> None:
+    def __init__(self, run_dir: Path, quiet: bool, label: str = "") -> None:
         self.run_dir = run_dir
         self.quiet = quiet
+        self.label = label  # printed before stage names, e.g. "seed-1/"
         (run_dir / "stages").mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
 
@@ -43,7 +44,7 @@ class Stages:
         try:
             return read_json(path, "")
         except UserError:
-            self._say(f"[redo] {stage}: its record {path.name} is unreadable")
+            self._say("[redo]", stage, f": its record {path.name} is unreadable")
             return None
 
     def run(
@@ -62,14 +63,14 @@ class Stages:
             current = self._hashes([self.run_dir / p for p in record["outputs"]])
             if current == record["outputs"]:
                 self.timings[stage] = record["seconds"]
-                self._say(f"[skip] {stage}: outputs verified ({record['seconds']:.0f} s when it ran)")
+                self._say("[skip]", stage, f": outputs verified ({record['seconds']:.0f} s when it ran)")
                 return
             for rel, digest in record["outputs"].items():  # keep nothing corrupt where a stage reads it
                 p = self.run_dir / rel
                 if p.is_file() and current[rel] != digest:
                     p.replace(p.with_name(p.name + ".corrupt"))
-                    self._say(f"[redo] {stage}: {rel} does not match its record; moved to {p.name}.corrupt")
-        self._say(f"[run] {stage}")
+                    self._say("[redo]", stage, f": {rel} does not match its record; moved to {p.name}.corrupt")
+        self._say("[run]", stage)
         t0 = time.perf_counter()
         work()
         seconds = time.perf_counter() - t0
@@ -84,6 +85,6 @@ class Stages:
             },
         )
 
-    def _say(self, msg: str) -> None:
+    def _say(self, tag: str, stage: str, detail: str = "") -> None:
         if not self.quiet:
-            print(msg, flush=True)
+            print(f"{tag} {self.label}{stage}{detail}", flush=True)

@@ -53,18 +53,36 @@ def episodes_to_reach(curve: np.ndarray, target: float) -> int | None:
 
 
 def summarize(returns: np.ndarray, optimal: float) -> dict[str, float | int | None]:
-    """Summary figures of one method's curve: return at episodes 1, 10, 100 and the last, the mean
-    over the last 10% of episodes, the area under the curve (mean return over all episodes), and the
-    episodes until the mean curve first reaches 90% of the optimal return."""
+    """Summary figures of one method's curve: return at episodes 1, 10, 100 and the last, the mean over
+    episodes 21-30 and over the last 10% of episodes, the area under the curve (mean return over all
+    episodes), and the episodes until the mean curve first reaches 90% of the optimal return."""
     mean, _, hi = mean_ci(returns)
     E = len(mean)
     last10 = mean[-max(1, E // 10) :]
     out: dict[str, float | int | None] = {"episodes": E, "runs": int(np.asarray(returns).shape[0])}
     for ep in (1, 10, 100):
         out[f"return_ep{ep}"] = float(mean[ep - 1]) if ep <= E else None
+    out["return_ep21_30"] = float(mean[20:30].mean()) if E >= 30 else None
     out["return_last"] = float(mean[-1])
     out["return_last_ci"] = float(hi[-1] - mean[-1])
     out["return_last10pct"] = float(last10.mean())
     out["auc"] = float(mean.mean())
     out["episodes_to_90pct_optimal"] = episodes_to_reach(mean, 0.9 * optimal)
     return out
+
+
+def last10pct(returns: np.ndarray) -> np.ndarray:
+    """Mean return over the last 10% of episodes of each run. (R, E) -> (R,)"""
+    E = returns.shape[1]
+    return np.asarray(returns, dtype=np.float64)[:, -max(1, E // 10) :].mean(axis=1)
+
+
+def per_task(returns: np.ndarray, tasks: np.ndarray) -> dict[int, float]:
+    """Mean over the last 10% of episodes of each task's streams. returns (S, E), tasks (S,) -> {task: mean}"""
+    final = last10pct(returns)  # (S,)
+    return {int(t): float(final[tasks == t].mean()) for t in np.unique(tasks)}
+
+
+def normalized_score(r: float, r_random: float, r_reference: float) -> float:
+    """(r - r_random) / (r_reference - r_random): 0 is random, 1 the reference (paper Sec. 5: UCB on the bandit)."""
+    return (r - r_random) / (r_reference - r_random)

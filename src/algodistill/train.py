@@ -259,6 +259,11 @@ def _check_data(job: TrainJob, ds: Dataset, method: Method, spec: EnvSpec, world
         raise UserError(
             f"data={job.data} holds {name!r} histories, not env={job.env!r}: pass --env {name} or another --data"
         )
+    if (split := ds.meta.get("split")) != "train":  # held-out tasks must stay unseen (paper Sec. 4.3)
+        raise UserError(
+            f"data={job.data} holds histories of the {split!r} split, not 'train': training on held-out tasks "
+            "would leak them into the evaluation; pass a dataset made with `algodistill generate --split train`"
+        )
     want = spec.record()
     for key in ("obs_dim", "obs_high", "obs_shape", "obs_dtype", "num_actions", "episode_length"):
         if ds.spec.get(key) != want.get(key):

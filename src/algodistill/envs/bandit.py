@@ -7,13 +7,15 @@ The paper says only that in training "reward is more likely distributed under od
 time", and tests on even arms (out of distribution) and on a uniform condition; it leaves the payout
 distribution open (docs/fidelity.md). Our documented choice, Bernoulli arms:
 
-- a task first draws its favoured parity: odd with probability 0.95 for training tasks (even for the
-  `test` split, the paper's "even" condition);
+- a task first draws its favoured parity: odd with probability 0.95 for training tasks and for the
+  `test_odd` split (fresh draws of the training distribution, the paper's "odd" condition), even for
+  the `test` split (the paper's "even" condition);
 - arms of the favoured parity pay with probability p ~ U(0.5, 1), the other arms with p ~ U(0, 0.5);
 - the `test_uniform` split draws every arm's p ~ U(0, 1).
 
 The family's task list is a fixed bank drawn from these samplers with a fixed seed: 10,000 training
-tasks, then 1,000 `test` (even) tasks, then 1,000 `test_uniform` tasks.
+tasks, then 1,000 `test` (even) tasks, 1,000 `test_uniform` tasks and 1,000 `test_odd` tasks (drawn
+last, so the earlier tasks keep their ids and payouts). A run reports all three conditions (Fig. 3).
 """
 
 from __future__ import annotations
@@ -81,13 +83,15 @@ class BanditFamily(TaskFamily):
                 sample_arm_probs(g, num_train, num_arms, "odd"),
                 sample_arm_probs(g, num_test, num_arms, "even"),
                 sample_arm_probs(g, num_test, num_arms, "uniform"),
+                sample_arm_probs(g, num_test, num_arms, "odd"),
             ]
         )  # (num_tasks, A)
         ids = np.arange(len(self.probs))
         self._splits = {
             "train": ids[:num_train],
             "test": ids[num_train : num_train + num_test],
-            "test_uniform": ids[num_train + num_test :],
+            "test_uniform": ids[num_train + num_test : num_train + 2 * num_test],
+            "test_odd": ids[num_train + 2 * num_test :],
         }
         self.spec = EnvSpec(
             name="bandit",
@@ -104,7 +108,11 @@ class BanditFamily(TaskFamily):
 
     @property
     def split_names(self) -> tuple[str, ...]:
-        return ("train", "test", "test_uniform")
+        return ("train", "test", "test_uniform", "test_odd")
+
+    @property
+    def conditions(self) -> dict[str, str]:
+        return {"odd": "test_odd", "even": "test", "uniform": "test_uniform"}  # paper Fig. 3
 
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> BanditEnv:
         return BanditEnv(self, np.asarray(task_ids), seed, ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,19 @@ class BatchedEnv(Protocol):
     def expert_action(self) -> np.ndarray: ...
 
 
+@runtime_checkable
+class HidesState(Protocol):
+    """A batched env whose observation hides part of the state that optimal behaviour depends on (the
+    Key-to-Door phase, the Hard room's "goal already reached"). `learner_state` tells a source's own
+    learner what the observation hides; it is never recorded, so the data keeps the paper's observation."""
+
+    num_learner_states: int
+
+    def learner_state(self) -> np.ndarray:
+        """The hidden part of every task's state, in [0, num_learner_states). (N,) int64"""
+        ...
+
+
 def _one_line(value: object, limit: int = 60) -> str:
     """repr(value) on one line, shortened: error messages must stay one line even for big arrays."""
     text = " ".join(repr(value).split())
@@ -41,6 +54,9 @@ class TaskFamily(ABC):
     """A task family: its spec, its task list and split, reference returns, and batched envs."""
 
     spec: EnvSpec
+    num_learner_states: int = 1
+    """How many values the hidden learner state of its envs takes (`HidesState`); 1: the observation
+    hides nothing a learner needs (the bandit, plain Dark Room)."""
 
     @abstractmethod
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> BatchedEnv:
@@ -61,6 +77,15 @@ class TaskFamily(ABC):
     @property
     def split_names(self) -> tuple[str, ...]:
         return ("train", "test")
+
+    def describe_task(self, task: int) -> str:
+        """A task in words, for reports (e.g. "goal (2, 7)")."""
+        return f"task {task}"
+
+    @property
+    def conditions(self) -> dict[str, str]:
+        """The test conditions a run reports, name -> split; the report's main curves are the "test" split's."""
+        return {"test": "test"}
 
     def check_task_ids(self, task_ids: np.ndarray) -> np.ndarray:
         """Task ids as int64, or a UserError naming the bad value and the allowed range."""
@@ -91,7 +116,12 @@ class TaskFamily(ABC):
         return splits[name]
 
 
-def split_by_permutation(family: str, num_tasks: int, num_test: int) -> dict[str, np.ndarray]:
-    """Hold out `num_test` tasks chosen by a permutation fixed by (SPLIT_SEED, family name)."""
+def split_by_permutation(
+    family: str, num_tasks: int, num_test: int, train_only: tuple[int, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Hold out `num_test` tasks chosen by a permutation fixed by (SPLIT_SEED, family name); the tasks
+    in `train_only` are never held out (they move to the end of the permutation, the rest keep their order)."""
     perm = np_rng(SPLIT_SEED, zlib.crc32(family.encode())).permutation(num_tasks)
+    last = np.isin(perm, train_only)
+    perm = np.concatenate([perm[~last], perm[last]])
     return {"train": np.sort(perm[num_test:]), "test": np.sort(perm[:num_test])}

@@ -34,6 +34,7 @@ class DarkRoomEnv:
         self._xy = family.xy  # (S, 2)
         self.cell = np.full(self.num_envs, family.centre, dtype=np.int64)  # (N,)
         self.reached = np.zeros(self.num_envs, dtype=bool)  # (N,) Hard: goal already rewarded this episode
+        self.num_learner_states = family.num_learner_states
         self.t = -1  # steps taken in the current episode; -1 until the first reset
 
     def reset(self) -> np.ndarray:
@@ -59,6 +60,11 @@ class DarkRoomEnv:
         done_t = np.full(self.num_envs, self.t == self.spec.episode_length)
         return self._xy[self.cell], r_t.astype(np.float32), done_t
 
+    def learner_state(self) -> np.ndarray:
+        """What the (x, y) observation hides: Hard, 1 once the goal was reached this episode (no reward is
+        left), else 0; plain Dark Room hides nothing (always 0). (N,) int64"""
+        return self.reached.astype(np.int64)
+
     def expert_action(self) -> np.ndarray:
         """The optimal policy's action: walk straight to the goal and stay there. (N,)"""
         return grid.greedy_action(self.family.size, self.cell, self.goal)
@@ -70,6 +76,7 @@ class DarkRoomFamily(TaskFamily):
     def __init__(self, name: str, gym_id: str, size: int, hard: bool, num_test: int, episode_length: int = 20):
         self.size = size
         self.hard = hard
+        self.num_learner_states = 2 if hard else 1  # Hard: whether the goal was reached this episode
         self.centre = (size // 2) * size + size // 2
         self.next_cell = grid.next_cell_table(size)
         self.xy = grid.cell_xy(size)
@@ -86,14 +93,20 @@ class DarkRoomFamily(TaskFamily):
             description=f"{size}x{size} dark room, start at the centre, invisible goal, {reward}",
         )
         # The paper gives no Dark Room split (docs/fidelity.md); we hold out num_test goals chosen by a
-        # fixed permutation (65/16 for 9x9 as in AD^eps, 80/20 for 17x17).
-        self._splits = split_by_permutation(name, self.spec.num_tasks, num_test)
+        # fixed permutation (65/16 for 9x9 as in AD^eps, 80/20 for 17x17). The start cell is never held
+        # out: it is the one goal whose best behaviour is to stay put from the first step, so no other
+        # goal teaches it (toy-meta-gym drops it from the task set; we keep the paper's 81 goals).
+        self._splits = split_by_permutation(name, self.spec.num_tasks, num_test, train_only=(self.centre,))
 
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> DarkRoomEnv:
         return DarkRoomEnv(self, np.asarray(task_ids), seed, ids)
 
     def split(self, name: str) -> np.ndarray:
         return self._checked_split(self._splits, name)
+
+    def describe_task(self, task: int) -> str:
+        x, y = self.xy[task]
+        return f"goal ({x}, {y})"
 
     def optimal_return(self, task_ids: np.ndarray) -> np.ndarray:
         """Walk straight to the goal: it is reached after d steps (1 step, a no-op, when d = 0)."""

@@ -39,6 +39,7 @@ class KeyToDoorEnv:
         self._xy = family.xy
         self.cell = np.zeros(n, dtype=np.int64)  # (N,)
         self.phase = np.zeros(n, dtype=np.int64)  # (N,) 0: looking for the key, 1: has it, 2: door opened
+        self.num_learner_states = family.num_learner_states
         self.episode = 0
         self.t = -1
 
@@ -64,6 +65,10 @@ class KeyToDoorEnv:
         done_t = np.full(self.num_envs, self.t == self.spec.episode_length)
         return self._xy[self.cell], (got_key | opened).astype(np.float32), done_t
 
+    def learner_state(self) -> np.ndarray:
+        """The phase the (x, y) observation hides: 0 looking for the key, 1 holding it, 2 door opened. (N,) int64"""
+        return self.phase.copy()
+
     def expert_action(self) -> np.ndarray:
         """The optimal policy's action: to the key, then to the door, then stay. (N,)"""
         target = np.where(self.phase == 0, self.key, np.where(self.phase == 1, self.door, self.cell))
@@ -72,6 +77,8 @@ class KeyToDoorEnv:
 
 class KeyToDoorFamily(TaskFamily):
     """The task family: spec, task list, split and reference returns."""
+
+    num_learner_states = 3  # the phase: looking for the key, holding it, door opened
 
     def __init__(self, size: int = 9, episode_length: int = 50, num_train: int = 2000):
         self.size = size
@@ -94,6 +101,10 @@ class KeyToDoorFamily(TaskFamily):
 
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> KeyToDoorEnv:
         return KeyToDoorEnv(self, np.asarray(task_ids), seed, ids)
+
+    def describe_task(self, task: int) -> str:
+        (kx, ky), (dx, dy) = self.xy[task // self.size**2], self.xy[task % self.size**2]
+        return f"key ({kx}, {ky}), door ({dx}, {dy})"
 
     def split(self, name: str) -> np.ndarray:
         return self._checked_split(self._splits, name)

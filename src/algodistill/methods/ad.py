@@ -14,8 +14,12 @@ reward are the window's first a_{t-1}, r_{t-1}, or START and 0 at a history's st
 inputs of a step become tokens (one per step, or three) is the model's layout (`algodistill.model`).
 
 Loss: the NLL of the source's action at every position of the window (Eq. 6), with label smoothing
-(App. F). Policy: the model steps through a KV cache, which is the policy's state; an evaluation stream
-starts with an empty context (Alg. 1, Sec. 4.3).
+(App. F), except where token masking (App. J) erased the position's observation token: the paper does
+not say what a masked position is trained on, and predicting a_t without o_t teaches the model to
+guess the source's action from the history alone (ours: those positions leave the loss; docs/fidelity.md).
+
+Policy: the model steps through a KV cache, which is the policy's state; an evaluation stream starts
+with an empty context (Alg. 1, Sec. 4.3).
 """
 
 from __future__ import annotations
@@ -131,8 +135,16 @@ class AD:
         return Batch((obs_t, a_tm1, r_tm1), a_t, torch.ones_like(a_t, dtype=torch.bool))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
-        logits = model(*batch.inputs)  # (B, c, A)
-        return masked_nll(logits, batch.targets, batch.mask, label_smoothing)
+        inner = getattr(model, "module", model)  # under DDP, the wrapped ADTransformer
+        assert isinstance(inner, ADTransformer), type(inner)
+        B, c = batch.targets.shape
+        masked = inner.draw_token_mask(B, c, batch.targets.device)  # (B, k c) or None
+        logits = model(*batch.inputs, masked=masked)  # (B, c, A)
+        keep = batch.mask
+        if masked is not None:  # a position whose o_t token was masked is not a target
+            k = inner.cfg.tokens_per_step
+            keep = keep & ~masked.view(B, c, k)[:, :, k - 1]  # (B, c) o_t is each step's last token
+        return masked_nll(logits, batch.targets, keep, label_smoothing)
 
     def policy(self, model: nn.Module) -> ADPolicy:
         assert isinstance(model, ADTransformer), type(model)

@@ -100,9 +100,11 @@ class Method(Protocol):
 def masked_nll(logits: Tensor, targets: Tensor, mask: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor]:
     """Mean negative log-likelihood of the targets over the masked positions, and the action accuracy there.
 
-    logits (B, T, A), targets (B, T) long, mask (B, T) bool. Label smoothing as in paper App. F.
+    logits (B, T, A), targets (B, T) long, mask (B, T) bool. Label smoothing as in paper App. F. A batch
+    with no masked position gives 0 (weighted sums, not boolean indexing: no host sync).
     """
-    logits, targets = logits.float()[mask], targets[mask]  # (M, A), (M,)
-    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
-    accuracy = (logits.detach().argmax(-1) == targets).float().mean()
-    return loss, accuracy
+    nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none", label_smoothing=label_smoothing)
+    w = mask.float()  # (B, T)
+    count = w.sum().clamp(min=1.0)
+    accuracy = ((logits.detach().argmax(-1) == targets).float() * w).sum() / count
+    return (nll * w).sum() / count, accuracy

@@ -16,6 +16,7 @@ The registry below says which envs each source fits, read from the env's `EnvSpe
 | thompson | one state (bandit) | Beta-Bernoulli Thompson sampling |
 | a2c | categorical observations (grid worlds) | synchronous single-stream A3C (paper Table 4) |
 | qlearning | categorical observations (grid worlds) | tabular epsilon-greedy Q-learning |
+| ucbq | categorical observations (grid worlds) | tabular UCB Q-learning (count bonus) over (cell, hidden state) |
 | noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
 | expert | all | the optimal policy (ED baseline data) |
 | random | all | uniform actions |
@@ -37,6 +38,7 @@ from algodistill.sources.a2c import A2C, A2CConfig, gae
 from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig, ucb_scores
 from algodistill.sources.noise import EpsilonExpert, NoiseConfig
 from algodistill.sources.qlearning import QLearning, QLearningConfig
+from algodistill.sources.ucbq import UCBQ, UCBQConfig
 
 
 class Source(Protocol):
@@ -63,6 +65,8 @@ class SourceConfig:
     """A2C (grid worlds)"""
     qlearning: QLearningConfig = field(default_factory=QLearningConfig)
     """tabular Q-learning (grid worlds)"""
+    ucbq: UCBQConfig = field(default_factory=UCBQConfig)
+    """tabular Q-learning with a UCB count bonus, over (cell, hidden learner state) (grid worlds)"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """AD^eps noise curriculum (all envs)"""
 
@@ -97,6 +101,7 @@ _SOURCES: dict[str, _Entry] = {
         lambda env, keys, T, cfg: QLearning(env, keys, T, cfg.qlearning),
         "qlearning",
     ),
+    "ucbq": _Entry(_tabular, "categorical observations", lambda env, keys, T, cfg: UCBQ(env, keys, cfg.ucbq), "ucbq"),
     "noise": _Entry(
         lambda spec: True,
         "",
@@ -195,6 +200,7 @@ __all__ = [
     "SourceConfig",
     "ThompsonConfig",
     "UCBConfig",
+    "UCBQConfig",
     "check_source",
     "fitting_sources",
     "gae",
