@@ -73,7 +73,7 @@ def test_presets_hold_the_env_specific_values():
         200,
     )
     assert (quick.train.iters, quick.train.subsample, quick.model.n_layer, quick.model.n_ff) == (3000, 40, 3, 256)
-    assert (quick.model.positions, quick.model.token_mask) == ("rope", 0.3)
+    assert (quick.model.positions, quick.model.token_mask) == ("rope", 0.0)
     # the sources that read the hidden state on the tasks that hide it; the paper presets keep Table 4's A2C
     assert {get_preset(env).data.source for env in ("keydoor", "darkroom-hard")} == {"ucbq"}
 
