@@ -5,7 +5,7 @@ Why. `evaluate.rollout_source` runs the data's source: its schedules span the wh
 (the quick Dark Room data anneals Q-learning's epsilon over 250 of 500 episodes), so at episode 100 of
 an evaluation it still explores mostly at random. That is the paper's comparison at equal env steps
 (Sec. 5 / Fig. 4: AD vs its source A3C), but it flatters AD: the same learner with its schedule fitted
-to 100 episodes reaches near-optimal returns within them. This baseline is that learner.
+to 100 episodes reaches most of the optimal return within them. This baseline is that learner.
 
 What is tuned per source (our choice; one knob each, a handful of values, so tuning stays cheap):
 
