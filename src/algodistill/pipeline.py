@@ -138,6 +138,7 @@ def run(cfg: RunConfig) -> Path:
             env=cfg.env,
             preset=cfg.preset,
             conditions=conditions,
+            main_name=next(c for c, split in _conds(family) if split == "test"),
             styles=styles,
             task_optimal=family.optimal_return,
             describe_task=family.describe_task,

@@ -197,6 +197,7 @@ def write_report(
     env: str,
     preset: str,
     conditions: dict[str, Condition],
+    main_name: str,
     styles: Styles,
     task_optimal: Callable[[np.ndarray], np.ndarray],
     describe_task: Callable[[int], str],
@@ -205,10 +206,10 @@ def write_report(
 ) -> dict[str, Any]:
     """Write curves.png, report.md and report.json into run_dir; return the report dict.
 
-    `conditions` maps each test condition to its results; the main curves are the "test" split's (on the
-    bandit, "even"), and with more than one condition `conditions` in report.json also gives each one's
-    curves and its scores normalised by the source (paper Sec. 5: UCB)."""
-    main_name = next((name for name, c in conditions.items() if name in ("test", "even")), next(iter(conditions)))
+    `conditions` maps each test condition to its results, and `main_name` names the one whose curves,
+    summaries and per-task table lead the report (the env's "test" split); with more than one condition
+    `conditions` in report.json also gives each one's curves and its scores normalised by the source
+    (paper Sec. 5: UCB)."""
     main = conditions[main_name]
     run_dir.mkdir(parents=True, exist_ok=True)
     summaries = _summaries(main, task_optimal)
