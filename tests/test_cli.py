@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from algodistill.cli import main
+from algodistill.cli import COMMANDS, main
 from algodistill.envs import ENV_NAMES, get_family
 
 
@@ -64,21 +64,19 @@ def test_main_in_process(capsys):
 def test_usage_and_unknown_command(capsys):
     main(["--help"])
     out = capsys.readouterr().out
-    for command in ("envs", "generate", "inspect", "train", "evaluate", "run", "config"):
+    for command in COMMANDS:
         assert f"  {command} " in out
     with pytest.raises(SystemExit) as e:
         main(["trian"])
     assert e.value.code == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: command 'trian' is unknown: choose one of envs, generate, inspect, train, evaluate, run, config"
-    )
+    assert capsys.readouterr().err.strip() == f"error: command 'trian' is unknown: choose one of {', '.join(COMMANDS)}"
     with pytest.raises(SystemExit) as e:  # no command: the usage, and a failing exit code
         main([])
     assert e.value.code == 2 and "usage: algodistill COMMAND" in capsys.readouterr().out
 
 
 def test_every_command_has_help_for_every_flag():
-    for command in ("envs", "generate", "inspect", "train", "evaluate", "run", "config"):
+    for command in COMMANDS:
         p = cli(command, "darkroom", "--help") if command in ("run", "config") else cli(command, "--help")
         assert p.returncode == 0 and "usage: algodistill " + command in p.stdout, (command, p.stderr)
-        assert "(default: " in p.stdout or command == "envs"
+        assert "(default: " in p.stdout or command in ("envs", "pretrained")

@@ -9,11 +9,12 @@ import algodistill
 
 # Stages in order; a module may import from its own group and the groups above it.
 LAYERS = [
-    ("errors", "rng", "atomic", "jsonio"),
+    ("errors", "rng", "atomic", "jsonio", "progress"),
     ("envs",),
     ("sources",),
     ("dataset",),
     ("generate",),
+    ("convert",),
     ("sampler",),
     ("datasummary",),
     ("encoders", "kvcache"),
@@ -25,8 +26,11 @@ LAYERS = [
     ("runlog",),
     ("train",),
     ("evaluate",),
+    ("stats",),
+    ("export",),
+    ("agent",),
     ("tuning",),
-    ("stats", "report"),
+    ("report",),
     ("presets",),
     ("stages",),
     ("pipeline",),

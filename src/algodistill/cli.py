@@ -23,11 +23,14 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from algodistill.agent import PlayConfig, play
 from algodistill.configs import RunConfig, TrainJob
+from algodistill.convert import ConvertConfig, convert
 from algodistill.datasummary import InspectConfig, inspect
 from algodistill.envs import ENV_NAMES, get_family
 from algodistill.errors import UserError
 from algodistill.evaluate import EvaluateConfig, evaluate
+from algodistill.export import PRETRAINED_DIR, ExportConfig, export, pretrained_names, read_export
 from algodistill.generate import GenerateConfig, generate
 from algodistill.pipeline import resolved_config, run
 from algodistill.presets import check_same_base, run_defaults, train_defaults
@@ -71,6 +74,30 @@ def envs(cfg: EnvsConfig) -> None:
     Console(width=200).print(table)
 
 
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """List the models shipped inside the package (load one with `Agent.load(NAME)` or `algodistill play NAME`)."""
+
+
+def pretrained(cfg: PretrainedConfig) -> None:
+    """Print each shipped model: env, method, size, and the held-out return its card records."""
+    table = Table(title=f"shipped models ({PRETRAINED_DIR})")
+    for col in ("name", "env", "method", "params", "trained", "held-out return, last 10% (95% CI)", "opt / rand"):
+        table.add_column(col)
+    for name in pretrained_names():
+        _, card = read_export(PRETRAINED_DIR / name)  # also verifies the weights against the card
+        t, h = card["training"], card.get("held_out")
+        held = reference = "-"
+        if h is not None:
+            (lo, hi), mean = h["last10pct"]["ci95"], h["last10pct"]["mean"]
+            held = f"{mean:.2f} ({lo:.2f}-{hi:.2f}), {h['split']} split, {h['tasks']} tasks"
+            reference = f"{h['optimal']:.2f} / {h['random']:.2f}"
+        trained = f"seed {t['seed']}, {t['iters']} iters, {t['data'].get('source', '?')} data"
+        params = f"{card['weights']['num_params']:,}"
+        table.add_row(name, card["env"], card["method"], params, trained, held, reference)
+    Console(width=200).print(table)
+
+
 def show_config(cfg: RunConfig) -> None:
     """`algodistill config`: the resolved configuration of a run, as JSON that `run --config` reads."""
     print(json.dumps(resolved_config(cfg), indent=2))
@@ -88,16 +115,20 @@ COMMANDS: dict[str, _Command] = {
     "envs": _Command(EnvsConfig, envs, summary="the task families: spec, splits, optimal and random returns"),
     "generate": _Command(GenerateConfig, generate, summary="learning histories of a source algorithm -> a dataset"),
     "inspect": _Command(InspectConfig, inspect, summary="what a dataset holds, and its source's learning curve"),
+    "convert": _Command(ConvertConfig, convert, summary="a peer's dataset (ad-eps, XLand-100B layout) into ours"),
     "train": _Command(TrainJob, train, train_defaults, "train a method's model on a dataset (preset of --env)"),
     "evaluate": _Command(EvaluateConfig, evaluate, summary="a checkpoint in context on held-out tasks"),
     "run": _Command(RunConfig, run, run_defaults, "every stage from nothing to a report, resumable (preset of ENV)"),
+    "export": _Command(ExportConfig, export, summary="a checkpoint as safetensors weights + a JSON model card"),
+    "pretrained": _Command(PretrainedConfig, pretrained, summary="the models shipped in the package"),
+    "play": _Command(PlayConfig, play, summary="a trained model in context on one task of its Gymnasium env"),
     "config": _Command(RunConfig, show_config, run_defaults, "print the resolved configuration of a run, as JSON"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: algodistill COMMAND [--help] [flags]", "", "commands:"]
-    lines += [f"  {name:<9} {c.summary}" for name, c in COMMANDS.items()]
+    lines += [f"  {name:<10} {c.summary}" for name, c in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """In-context evaluation: a frozen model on held-out tasks from an empty context (paper Sec. 4.3, Alg. 1).
 
-Many (task, seed) streams run in parallel through one policy state (AD: one KV cache): at every step
-the method's policy reads the stream's growing history and its action is sampled from the predicted
-distribution (paper App. B; `greedy` takes the argmax instead, as corl-team/ad-eps does). Nothing is
-learned: the weights stay frozen, so a rising return per episode is in-context RL. Which method a
-checkpoint holds is read from it; the rollout only talks to the method's `Policy`.
+Many (task, seed) streams run in parallel through one policy state (AD: one KV cache), stepped by
+`InContextActor`, which `algodistill.Agent` uses too: at every step the method's policy reads the
+stream's growing history and its action is sampled from the predicted distribution (paper App. B;
+`greedy` takes the argmax instead, as corl-team/ad-eps does). Nothing is learned: the weights stay
+frozen, so a rising return per episode is in-context RL. Which method a checkpoint holds is read from
+it; the rollout only talks to the method's `Policy`.
 
 The baselines run on the same streams: the source algorithm learning from scratch (its return per
 episode over the same number of env steps), and the exact expected returns of the uniform-random
@@ -30,6 +31,7 @@ from algodistill.device import DeviceName, autocast, pick_device
 from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import UserError, check_input_file, check_output
 from algodistill.methods import NO_ACTION, Policy, get_method
+from algodistill.progress import Bar
 from algodistill.rng import Stream
 from algodistill.sources import SourceConfig, make_source, rollout
 
@@ -48,8 +50,56 @@ def sample_actions(logits: torch.Tensor, keys: np.ndarray, step: int, greedy: bo
     many streams run together; or the argmax. logits (S, A) -> (S,) int64"""
     if greedy:
         return logits.argmax(dim=-1).cpu().numpy()
-    p = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (S, A)
-    return rng.categorical(p, rng.uniform(keys, step, stream=Stream.EVAL_ACTION))
+    return rng.categorical(_probs(logits), rng.uniform(keys, step, stream=Stream.EVAL_ACTION))
+
+
+def _probs(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (S, A)
+
+
+class InContextActor:
+    """S streams of a frozen policy stepping together from an empty context: the one implementation of an
+    in-context step, shared by the evaluator (`rollout_policy`) and `algodistill.Agent`.
+
+    It keeps what the policy reads besides the observation: the policy state (AD: the KV cache) and
+    every stream's previous action; the caller passes r_{t-1} and done_{t-1}, which the env returned.
+    Actions are sampled at hashed uniforms keyed by (seed, stream id, step), as the data's sources are,
+    so a stream's actions do not depend on how many streams run beside it.
+    """
+
+    def __init__(self, policy: Policy, streams: int, *, device: torch.device, seed: int = 0) -> None:
+        self.policy, self.streams, self.device = policy, streams, device
+        self.keys = rng.learner_keys(seed, np.arange(streams))
+        self.state = policy.init_state(streams)
+        self.a_tm1 = torch.full((streams,), NO_ACTION, dtype=torch.long, device=device)  # (S,) none yet
+        self.t = 0  # steps taken since the context was empty
+
+    @torch.no_grad()
+    def act(
+        self,
+        o_t: np.ndarray,
+        r_tm1: np.ndarray | None,
+        done_tm1: np.ndarray | None,
+        *,
+        greedy: bool = False,
+        generator: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """a_t (S,) int64 of every stream, given o_t (S, *obs_shape) and what the previous step returned:
+        r_{t-1} (S,) and done_{t-1} (S,) (None at the first step: reward 0, an episode starts).
+        `generator`, when given, draws the sampling uniforms instead of the hashed per-stream ones."""
+        S, dev = self.streams, self.device
+        r = torch.zeros(S) if r_tm1 is None else torch.as_tensor(r_tm1, dtype=torch.float32)  # (S,)
+        done = torch.ones(S, dtype=torch.bool) if done_tm1 is None else torch.as_tensor(done_tm1, dtype=torch.bool)
+        r, done = r.to(dev), done.to(dev)
+        with autocast(dev):
+            logits, self.state = self.policy.act(self.state, torch.as_tensor(o_t, device=dev), self.a_tm1, r, done)
+        if generator is not None and not greedy:
+            a_t = rng.categorical(_probs(logits), generator.random(S))  # (S,)
+        else:
+            a_t = sample_actions(logits, self.keys, self.t, greedy)  # (S,)
+        self.a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=dev)
+        self.t += 1
+        return a_t
 
 
 @torch.no_grad()
@@ -62,33 +112,28 @@ def rollout_policy(
     device: torch.device,
     greedy: bool = False,
     seed: int = 0,
+    label: str | None = None,
 ) -> np.ndarray:
     """Run a policy from an empty context on every stream for `episodes` episodes; returns per episode (S, E).
 
     One policy step per env step and none for resets: the policy sees (o_t, a_{t-1}, r_{t-1}, done_{t-1})
-    with a_{t-1} = NO_ACTION at each stream's first step.
+    with a_{t-1} = NO_ACTION at each stream's first step. `label` names a progress bar (None: no bar).
     """
     S, H = len(stream_tasks), family.spec.episode_length
     env = family.make(stream_tasks, seed=seed, ids=np.arange(S))
-    keys = rng.learner_keys(seed, np.arange(S))
-    state = policy.init_state(S)
-    a_tm1 = torch.full((S,), NO_ACTION, dtype=torch.long, device=device)
-    r_tm1 = torch.zeros(S, device=device)
-    done_tm1 = torch.ones(S, dtype=torch.bool, device=device)  # the first step starts an episode
+    actor = InContextActor(policy, S, device=device, seed=seed)
+    r_tm1: np.ndarray | None = None
+    done_tm1: np.ndarray | None = None
     returns = np.zeros((S, episodes))
-    step = 0
-    for e in range(episodes):
-        o_t = env.reset()
-        for _ in range(H):
-            with autocast(device):
-                logits, state = policy.act(state, torch.as_tensor(o_t, device=device), a_tm1, r_tm1, done_tm1)
-            a_t = sample_actions(logits, keys, step, greedy)  # (S,)
-            o_t, r_t, done_t = env.step(a_t)
-            returns[:, e] += r_t
-            a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=device)
-            r_tm1 = torch.as_tensor(r_t, dtype=torch.float32, device=device)
-            done_tm1 = torch.as_tensor(done_t, device=device)
-            step += 1
+    with Bar(label or "", episodes, unit="episodes", quiet=label is None) as bar:
+        for e in range(episodes):
+            o_t = env.reset()
+            for _ in range(H):
+                a_t = actor.act(o_t, r_tm1, done_tm1, greedy=greedy)  # (S,)
+                o_t, r_tm1, done_tm1 = env.step(a_t)
+                returns[:, e] += r_tm1
+            bar.note(f"return {returns[:, e].mean():.2f}")
+            bar.advance()
     return returns
 
 
@@ -120,10 +165,11 @@ def evaluate_checkpoint(
     seed: int,
     device: torch.device,
     env: str | None = None,
+    quiet: bool = True,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A checkpoint's method in context on each split: {split: (returns (S, E), stream task ids (S,))}.
 
-    `env`, when given, must be the checkpoint's (UserError otherwise)."""
+    `env`, when given, must be the checkpoint's (UserError otherwise); a progress bar per split unless quiet."""
     model, job = load_model(ckpt, device=device)
     if env is not None and env != job["env"]:
         raise UserError(f"checkpoint {ckpt} was trained on env={job['env']!r}, not {env!r}: pass its env")
@@ -132,7 +178,10 @@ def evaluate_checkpoint(
     results = {}
     for split in splits:
         streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
-        returns = rollout_policy(policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed)
+        label = None if quiet else f"evaluate {job['method']} on {split}"
+        returns = rollout_policy(
+            policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed, label=label
+        )
         results[split] = (returns, streams)
     return results
 
@@ -177,9 +226,10 @@ class EvaluateConfig:
 def evaluate(cfg: EvaluateConfig) -> Path:
     """`algodistill evaluate`: returns per episode of a frozen checkpoint, saved as .npz."""
     device = pick_device(cfg.device)
-    returns, streams = evaluate_checkpoint(cfg.ckpt, cfg.eval, [cfg.split], seed=cfg.seed, device=device, env=cfg.env)[
-        cfg.split
-    ]
+    results = evaluate_checkpoint(
+        cfg.ckpt, cfg.eval, [cfg.split], seed=cfg.seed, device=device, env=cfg.env, quiet=cfg.quiet
+    )
+    returns, streams = results[cfg.split]
     save_returns(cfg.out_path, returns, streams)
     if not cfg.quiet:
         mean = returns.mean(axis=0)

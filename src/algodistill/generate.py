@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,13 +23,13 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import tyro
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from algodistill import __version__, dataset
 from algodistill.dataset import Histories
 from algodistill.envs import get_family
 from algodistill.errors import UserError, check_output, parse_part
 from algodistill.jsonio import jsonable
+from algodistill.progress import Bar
 from algodistill.sources import SourceConfig, check_source, make_source, rollout, source_config
 
 _SOURCE_THREADS = 1  # A2C's batched matmuls are small: a second thread costs more than it gives
@@ -164,35 +163,20 @@ def generate(cfg: GenerateConfig) -> Path:
     todo = [s for s in range(num_shards) if s % parts == part and s not in done]
     out.mkdir(parents=True, exist_ok=True)
     total = sum(min(cfg.shard_size, cfg.histories - s * cfg.shard_size) for s in todo) * cfg.steps
-    t_start = time.perf_counter()
-    with Progress(
-        TextColumn(f"generate {cfg.env}/{cfg.source}"),
-        BarColumn(),
-        TextColumn("{task.completed:.3g}/{task.total:.3g} transitions"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=cfg.quiet,
-    ) as progress:
-        bar = progress.add_task("gen", total=max(total, 1), rate="")
-
-        def advance(n: int) -> None:
-            progress.advance(bar, n)
-            rate = progress.tasks[bar].completed / max(time.perf_counter() - t_start, 1e-9)
-            progress.update(bar, rate=f"{rate / 1e6:.2f}M steps/s")
-
+    # the bar advances every _CHUNK_STEPS steps of a shard in this process, and once per shard from the pool
+    with Bar(f"generate {cfg.env}/{cfg.source}", total=max(total, 1), unit="steps", quiet=cfg.quiet) as bar:
         if cfg.workers > 1 and len(todo) > 1:
             ctx = multiprocessing.get_context("spawn")  # no forked torch/h5py state in the workers
             with ctx.Pool(min(cfg.workers, len(todo))) as pool:
                 for shard in pool.imap_unordered(_worker, [(cfg, s) for s in todo]):
-                    advance(min(cfg.shard_size, cfg.histories - shard * cfg.shard_size) * cfg.steps)
+                    bar.advance(min(cfg.shard_size, cfg.histories - shard * cfg.shard_size) * cfg.steps)
         else:
             # In this process: the single-thread setting must not leak into what runs next (training).
             threads = torch.get_num_threads()
             torch.set_num_threads(_SOURCE_THREADS)
             try:
                 for s in todo:
-                    generate_shard(cfg, s, on_chunk=advance)
+                    generate_shard(cfg, s, on_chunk=bar.advance)
             finally:
                 torch.set_num_threads(threads)
     if len(dataset.completed_shards(out, config)) == num_shards:

@@ -38,6 +38,7 @@ from algodistill.evaluate import eval_streams, evaluate_checkpoint, rollout_sour
 from algodistill.generate import GenerateConfig, generate
 from algodistill.jsonio import jsonable, read_json
 from algodistill.methods import get_method
+from algodistill.progress import print_stage_table
 from algodistill.report import Condition, plot_losses, write_report
 from algodistill.sources import SourceConfig
 from algodistill.stages import Stages
@@ -66,18 +67,21 @@ def run(cfg: RunConfig) -> Path:
     i, n = parse_replicas(cfg.replicas)
     mine = cfg.train_seed_list[i::n]
     timings: dict[str, float] = {}
+    ran: dict[str, bool] = {}  # whether each stage ran (or was skipped), for the closing table
     if cfg.workers > 1 and len(mine) > 1:
         ctx = multiprocessing.get_context("spawn")  # no forked torch/h5py state in the workers
         with ctx.Pool(min(cfg.workers, len(mine)), initializer=_share_cores, initargs=(cfg.workers,)) as pool:
-            for t in pool.map(partial(_replica, cfg), mine):
-                timings |= t
+            results = pool.map(partial(_replica, cfg), mine)
     else:
-        for seed in mine:
-            timings |= _replica(cfg, seed)
+        results = [_replica(cfg, seed) for seed in mine]
+    for t, r in results:
+        timings |= t
+        ran |= r
     missing = [s for s in cfg.train_seed_list if not all(p.is_file() for p in _replica_files(cfg, s))]
     if missing:
         if not cfg.quiet:
             print(f"replicas of training seeds {missing} are not finished: run again once they are, for the report")
+        print_stage_table(timings, ran, quiet=cfg.quiet)
         return root
 
     # -- baselines on every test condition's held-out streams: the data's source and the source tuned
@@ -159,11 +163,13 @@ def run(cfg: RunConfig) -> Path:
     atomic_write_json(root / "config.json", resolved_config(cfg))
     if not cfg.quiet:
         print((root / "report.md").read_text())
+    print_stage_table(timings | stages.timings, ran | stages.ran, quiet=cfg.quiet)  # the report's included
     return root
 
 
-def _replica(cfg: RunConfig, seed: int) -> dict[str, float]:
-    """Data, training and evaluation of every method with training seed `seed`; returns its stage timings."""
+def _replica(cfg: RunConfig, seed: int) -> tuple[dict[str, float], dict[str, bool]]:
+    """Data, training and evaluation of every method with training seed `seed`; returns its stages'
+    timings and whether each ran (`Stages.timings`, `Stages.ran`), keyed seed-<s>/<stage>."""
     root = _replica_dir(cfg, seed)
     stages = Stages(root, cfg.quiet, label=f"seed-{seed}/")
     family = get_family(cfg.env)
@@ -192,7 +198,8 @@ def _replica(cfg: RunConfig, seed: int) -> dict[str, float]:
         out = {split: _result(cfg, seed, name, split) for split in _eval_splits(family)}
         work = partial(_evaluate, ckpt, cfg, out, device)
         stages.run(f"eval-{name}", {**jsonable(cfg.eval), "seed": cfg.seed}, [ckpt], list(out.values()), work)
-    return {f"seed-{seed}/{k}": v for k, v in stages.timings.items()}
+    prefix = f"seed-{seed}/"
+    return {prefix + k: v for k, v in stages.timings.items()}, {prefix + k: v for k, v in stages.ran.items()}
 
 
 def _share_cores(workers: int) -> None:
@@ -246,7 +253,7 @@ def _generate_config(cfg: RunConfig, name: str, m: MethodConfig, seed: int, work
 
 
 def _evaluate(ckpt: Path, cfg: RunConfig, out: dict[str, Path], device: torch.device) -> None:
-    results = evaluate_checkpoint(ckpt, cfg.eval, list(out), seed=cfg.seed, device=device)
+    results = evaluate_checkpoint(ckpt, cfg.eval, list(out), seed=cfg.seed, device=device, quiet=cfg.quiet)
     for split, (returns, streams) in results.items():
         save_returns(out[split], returns, streams)
 

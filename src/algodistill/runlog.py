@@ -2,8 +2,9 @@
 
 `RunLog` is rank 0's logger: one JSON object per line in `out/metrics.jsonl` (always; plain text that
 any tool reads), TensorBoard scalars under `out/tb` when `torch.utils.tensorboard` imports (optional
-extra), and a rich progress bar on a terminal. `StopSignals` turns the first SIGINT/SIGTERM into a
-request to stop at the next iteration boundary.
+extra), and the training's `progress.Bar` (a rich bar on a terminal, a plain line every few seconds
+elsewhere). `StopSignals` turns the first SIGINT/SIGTERM into a request to stop at the next iteration
+boundary.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from algodistill.atomic import atomic_write_bytes
+from algodistill.progress import Bar
 
 METRICS = "metrics.jsonl"
 
@@ -33,18 +32,8 @@ class RunLog:
         self.out, self.it, self.active = out, it, active
         self.metrics, self.t_start = out / METRICS, time.perf_counter()
         self.tb: Any = None  # a SummaryWriter when tensorboard is installed
-        self.console = Console(stderr=True, quiet=quiet or not active)
-        # The bar only on a terminal: in CI logs and pipes a line per metrics row is printed instead.
-        self.progress = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[s]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=quiet or not active or not sys.stderr.isatty(),
-        )
-        self.task = self.progress.add_task("train", total=total, completed=it, s="")
+        # iterations from the resumed one on: the rate and ETA count only what this process trains
+        self.bar = Bar("train", total=total, unit="it", quiet=quiet or not active, start=it)
 
     def __enter__(self) -> RunLog:
         if not self.active:
@@ -60,12 +49,12 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.it or None)
-        self.progress.start()
+        self.bar.__enter__()
         return self
 
     def print(self, text: str) -> None:
-        """A summary line on stderr (not when quiet)."""
-        self.console.print(text)
+        """A summary line on stderr (not when quiet), above the bar on a terminal."""
+        self.bar.print(text)
 
     def elapsed(self) -> float:
         """Seconds since this process started the run."""
@@ -81,14 +70,13 @@ class RunLog:
             for k, v in row.items():
                 if k != "iter":
                     self.tb.add_scalar(f"train/{k}", v, row["iter"])
-        s = f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} lr {row['lr']:.1e} {row['iters_per_s']:.1f} it/s"
-        self.progress.update(self.task, completed=row["iter"], s=s)
-        if self.progress.disable:
-            self.console.print(f"iter {row['iter']}: {s}")
+        # the note first: a plain line that update prints carries this row's loss
+        self.bar.note(f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} lr {row['lr']:.1e}")
+        self.bar.update(row["iter"])
 
     def __exit__(self, *exc: object) -> None:
         if self.active:
-            self.progress.stop()
+            self.bar.__exit__(*exc)  # a closing line only when training ended without an exception
             self.file.close()
             if self.tb is not None:
                 self.tb.close()

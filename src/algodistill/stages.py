@@ -28,7 +28,8 @@ class Stages:
         self.quiet = quiet
         self.label = label  # printed before stage names, e.g. "seed-1/"
         (run_dir / "stages").mkdir(parents=True, exist_ok=True)
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds of every stage (a skipped one's: when it ran)
+        self.ran: dict[str, bool] = {}  # True: ran in this process, False: skipped
 
     def _record_path(self, stage: str) -> Path:
         return self.run_dir / "stages" / f"{stage}.json"
@@ -62,7 +63,7 @@ class Stages:
         if record is not None and {k: record.get(k) for k in key} == key and isinstance(record.get("outputs"), dict):
             current = self._hashes([self.run_dir / p for p in record["outputs"]])
             if current == record["outputs"]:
-                self.timings[stage] = record["seconds"]
+                self.timings[stage], self.ran[stage] = record["seconds"], False
                 self._say("[skip]", stage, f": outputs verified ({record['seconds']:.0f} s when it ran)")
                 return
             for rel, digest in record["outputs"].items():  # keep nothing corrupt where a stage reads it
@@ -74,7 +75,7 @@ class Stages:
         t0 = time.perf_counter()
         work()
         seconds = time.perf_counter() - t0
-        self.timings[stage] = seconds
+        self.timings[stage], self.ran[stage] = seconds, True
         atomic_write_json(
             self._record_path(stage),
             {
