@@ -119,7 +119,7 @@ def edited(run: Path, tmp_path: Path, edit) -> Path:
         (lambda c: c["job"]["model"].update(n_embd=15), "not divisible"),
         (lambda c: c["job"]["model"].update(n_embd="wide"), "config field model.n_embd='wide' is not of type int"),
         (lambda c: c["job"]["model"].update(width=3), "config field model.width is unknown"),
-        (lambda c: c["job"].update(method="rl2"), "method='rl2' is unknown"),
+        (lambda c: c["job"].update(method="nope"), "method='nope' is unknown"),
         (lambda c: c["job"].pop("env"), "names no env and method"),
         (lambda c: c["spec"].update(num_actions=4), "another definition of env"),
         (lambda c: c["job"]["model"].update(encoder={"kind": "conv"}), "model.encoder.kind='conv' does not fit"),

@@ -133,7 +133,8 @@ def test_bad_config_input_is_one_line_exit_2(capsys, args, message):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["methods"].update(rl2={"histories": 3}), "method='rl2' is unknown: choose one of ad, ed"),
+        (lambda d: d["methods"].update(nope={"histories": 3}), "method='nope' is unknown: choose one of ad, ed, rl2"),
+        (lambda d: d["methods"].update(rl2={"histories": 3}), "rl2 is trained online, not on a dataset"),
         (lambda d: d["train"].update(iters="many"), "config field train.iters='many' is not of type int"),
         (lambda d: d["model"].update(widht=3), "config field model.widht is unknown"),
         (lambda d: d.update(env="darkroom-hard"), "differs from the config file"),

@@ -27,6 +27,7 @@ LAYERS = [
     ("train",),
     ("evaluate",),
     ("stats",),
+    ("rl2",),
     ("export",),
     ("agent",),
     ("tuning",),

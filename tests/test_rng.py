@@ -177,5 +177,11 @@ def test_stream_numbers_are_pinned_distinct_and_16_bit():
     assert all(0 <= s < 2**16 for s in rng.Stream)
     init_layers = set(range(rng.Stream.INIT, rng.Stream.INIT + 20))  # A2C uses INIT + layer index, layers 0..19
     assert not init_layers & ({int(s) for s in rng.Stream} - {int(rng.Stream.INIT)})
-    assert {t.name: int(t) for t in rng.Tag} == {"MODEL_INIT": 1, "DROPOUT": 2}
+    assert {t.name: int(t) for t in rng.Tag} == {
+        "MODEL_INIT": 1,
+        "DROPOUT": 2,
+        "RL2_TASKS": 3,
+        "RL2_ACTION": 4,
+        "RL2_MINIBATCH": 5,
+    }
     assert len({int(t) for t in rng.Tag.__members__.values()}) == len(rng.Tag.__members__)

@@ -33,7 +33,8 @@ from algodistill.evaluate import EvaluateConfig, evaluate
 from algodistill.export import PRETRAINED_DIR, ExportConfig, export, pretrained_names, read_export
 from algodistill.generate import GenerateConfig, generate
 from algodistill.pipeline import resolved_config, run
-from algodistill.presets import check_same_base, run_defaults, train_defaults
+from algodistill.presets import check_same_base, rl2_defaults, run_defaults, train_defaults
+from algodistill.rl2 import RL2TrainConfig, train_rl2
 from algodistill.train import TrainingDiverged, train
 
 
@@ -119,6 +120,7 @@ COMMANDS: dict[str, _Command] = {
     "train": _Command(TrainJob, train, train_defaults, "train a method's model on a dataset (preset of --env)"),
     "evaluate": _Command(EvaluateConfig, evaluate, summary="a checkpoint in context on held-out tasks"),
     "run": _Command(RunConfig, run, run_defaults, "every stage from nothing to a report, resumable (preset of ENV)"),
+    "rl2": _Command(RL2TrainConfig, train_rl2, rl2_defaults, "RL^2 trained online on ENV's training tasks, resumable"),
     "export": _Command(ExportConfig, export, summary="a checkpoint as safetensors weights + a JSON model card"),
     "pretrained": _Command(PretrainedConfig, pretrained, summary="the models shipped in the package"),
     "play": _Command(PlayConfig, play, summary="a trained model in context on one task of its Gymnasium env"),

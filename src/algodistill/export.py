@@ -13,7 +13,8 @@ The directory is written next to OUT under a temporary name and renamed into pla
 whole export or nothing, and an existing OUT is never overwritten.
 
 Shipped models (`algodistill pretrained`) are exports inside the package, under `pretrained/<name>`;
-`load_model_any` takes a pretrained name, an export directory or a training checkpoint.
+`load_model_any` takes a pretrained name, an export directory, a training checkpoint or an RL^2
+checkpoint (`algodistill rl2`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from algodistill.evaluate import eval_streams, rollout_policy
 from algodistill.jsonio import from_jsonable, jsonable, read_json
 from algodistill.methods import get_method
 from algodistill.model import ModelConfig
+from algodistill.rl2 import is_rl2_checkpoint, load_rl2
 from algodistill.stats import mean_ci
 
 CARD_FORMAT, CARD_VERSION = "algodistill-model", 1
@@ -88,29 +90,41 @@ def _data_record(ckpt: Path) -> dict[str, Any]:
     return {"source": meta["meta"].get("source"), "histories": meta.get("num_histories"), "steps": meta.get("T")}
 
 
-def card_from_checkpoint(ckpt_path: Path, name: str, held_out: dict[str, Any] | None) -> dict[str, Any]:
-    """The model card of a training checkpoint (without the weights' hash, which `write_export` adds)."""
-    ckpt = load_checkpoint(ckpt_path)
-    job = ckpt["job"]
+def _card(name: str, env: str, method: str, model: Any, training: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
         "name": name,
         "package_version": __version__,
-        "env": job["env"],
-        "spec": ckpt["spec"],
-        "method": job["method"],
-        "model": job["model"],
-        "training": {
-            "seed": job["seed"],
-            "iters": ckpt["iter"],
-            "train": job["train"],
-            "data_hash": ckpt["data_hash"],
-            "data": _data_record(ckpt_path),
-            "trained_with": ckpt["package_version"],
-        },
-        "held_out": held_out,
+        "env": env,
+        "spec": get_family(env).spec.record(),
+        "method": method,
+        "model": model,
+        "training": training,
+        "held_out": None,
     }
+
+
+def card_from_checkpoint(ckpt_path: Path, name: str, held_out: dict[str, Any] | None) -> dict[str, Any]:
+    """The model card of a training checkpoint (without the weights' hash, which `write_export` adds)."""
+    ckpt = load_checkpoint(ckpt_path)
+    job = ckpt["job"]
+    training = {
+        "seed": job["seed"],
+        "iters": ckpt["iter"],
+        "train": job["train"],
+        "data_hash": ckpt["data_hash"],
+        "data": _data_record(ckpt_path),
+        "trained_with": ckpt["package_version"],
+    }
+    return _card(name, job["env"], job["method"], job["model"], training) | {"held_out": held_out}
+
+
+def card_from_rl2(ckpt: dict[str, Any], name: str) -> dict[str, Any]:
+    """The card of an RL^2 checkpoint (trained online: no dataset), without held-out result or weights."""
+    job = ckpt["job"]
+    training = {"seed": job["seed"], "trials": ckpt["trial"], "online": job, "trained_with": ckpt["package_version"]}
+    return _card(name, job["env"], "rl2", job["net"], training)
 
 
 def write_export(out: Path, model: nn.Module, card: dict[str, Any]) -> None:
@@ -173,13 +187,16 @@ def pretrained_names() -> list[str]:
 def load_model_any(
     model: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """(model, card) from an export directory (or its model.safetensors), a training checkpoint (whose card
-    is built from it, with no held-out result), or else a pretrained name."""
+    """(model, card) from an export directory (or its model.safetensors), a training or RL^2 checkpoint
+    (whose card is built from it, with no held-out result), or else a pretrained name."""
     p = Path(model)
     if p.is_dir():
         return read_export(p, device)
     if p.is_file() and p.name == WEIGHTS:
         return read_export(p.parent, device)
+    if p.is_file() and is_rl2_checkpoint(p):
+        rl2_net, ckpt = load_rl2(p, device)
+        return rl2_net, card_from_rl2(ckpt, p.parent.name)
     if p.is_file():
         net, _ = load_model(p, device)
         return net, card_from_checkpoint(p, p.parent.name, None)

@@ -56,6 +56,12 @@ class Tag(IntEnum):
     """the model's initial weights, `torch_rng(seed, 0, MODEL_INIT)`"""
     DROPOUT = 2
     """dropout and token masks of iteration i on a rank, `np_rng(seed, i, DROPOUT, rank)`"""
+    RL2_TASKS = 3
+    """RL^2 training: the tasks and env seed of trial i, `np_rng(seed, i, RL2_TASKS)`"""
+    RL2_ACTION = 4
+    """RL^2 training: the actions of update u, `torch_rng(seed, u, RL2_ACTION)`"""
+    RL2_MINIBATCH = 5
+    """RL^2 training: the minibatch order of update u, `np_rng(seed, u, RL2_MINIBATCH)`"""
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -1,4 +1,5 @@
-"""Methods by name: AD and ED today, each a module here; `register_method` adds one from anywhere.
+"""Methods by name: AD, ED and RL^2 (trained online, `algodistill.rl2`), each a module here;
+`register_method` adds one from anywhere.
 
     method = get_method("ad")          # UserError naming the choices for an unknown name
     model = method.build_model(model_cfg, spec, generator)
@@ -12,8 +13,9 @@ from algodistill.errors import UserError
 from algodistill.methods.ad import AD
 from algodistill.methods.base import NO_ACTION, Batch, Method, Policy, masked_nll
 from algodistill.methods.ed import ED
+from algodistill.methods.rl2 import RL2
 
-_METHODS: dict[str, Method] = {m.name: m for m in (AD(), ED())}
+_METHODS: dict[str, Method] = {m.name: m for m in (AD(), ED(), RL2())}
 
 
 def register_method(method: Method) -> None:
