@@ -53,7 +53,8 @@ class Agent:
 
     @classmethod
     def load(cls, model: str | os.PathLike[str], device: str | torch.device = "cpu") -> Agent:
-        """An agent from a pretrained name (`algodistill pretrained`), an export directory or a ckpt.pt."""
+        """An agent from a pretrained name (`algodistill pretrained`), an export directory, or a ckpt.pt of
+        `algodistill train`/`run` or `algodistill rl2`."""
         named = isinstance(device, str) and device in ("auto", "cpu", "cuda")
         dev = pick_device(cast(DeviceName, device)) if named else torch.device(device)
         net, card = load_model_any(model, dev)

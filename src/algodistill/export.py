@@ -57,7 +57,7 @@ def _held_out(
     model: nn.Module, method: str, env: str, cfg: EvalConfig, split: str, seed: int, device: torch.device, quiet: bool
 ) -> dict[str, Any]:
     """The model frozen on a split from an empty context: its mean curve and the mean over the last 10% of
-    episodes with a 95% t-interval over streams (what `test_pretrained` re-measures)."""
+    episodes with a 95% t-interval over streams (what tests/test_export.py re-measures for shipped models)."""
     family = get_family(env)
     streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
     policy = get_method(method).policy(model)
@@ -163,6 +163,8 @@ def read_export(directory: Path, device: str | torch.device = "cpu") -> tuple[nn
     for key in ("env", "spec", "method", "model", "weights"):
         if key not in card:
             raise UserError(f"{directory / CARD} lacks the field {key!r}: re-export the model")
+    if not isinstance(card["weights"], dict):
+        raise UserError(f"{directory / CARD}: field 'weights' is not an object: re-export the model")
     family, method = get_family(card["env"]), get_method(card["method"])
     if card["spec"] != family.spec.record():
         raise UserError(f"{directory} was trained for another definition of env {card['env']!r}: retrain and re-export")
