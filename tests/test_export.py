@@ -16,7 +16,7 @@ from algodistill.cli import main
 from algodistill.configs import EvalConfig
 from algodistill.envs import get_family
 from algodistill.errors import UserError
-from algodistill.evaluate import eval_streams, rollout_policy
+from algodistill.evaluate import evaluate_policy
 from algodistill.export import CARD, PRETRAINED_DIR, WEIGHTS, ExportConfig, export, pretrained_names, read_export
 from algodistill.methods import get_method
 from algodistill.train import train
@@ -135,12 +135,14 @@ def test_a_failed_export_leaves_nothing(ckpt, tmp_path, monkeypatch):
 def test_each_shipped_model_reproduces_its_cards_held_out_return(name):
     model, card = read_export(PRETRAINED_DIR / name)
     held = card["held_out"]
-    cfg = EvalConfig(**held["eval"])
-    family = get_family(card["env"])
-    streams = eval_streams(family, held["split"], cfg.tasks, cfg.streams_per_task)
     policy = get_method(card["method"]).policy(model)
-    returns = rollout_policy(
-        policy, family, streams, cfg.episodes, device=torch.device("cpu"), greedy=cfg.greedy, seed=held["seed"]
+    returns, _ = evaluate_policy(
+        policy,
+        get_family(card["env"]),
+        held["split"],
+        EvalConfig(**held["eval"]),
+        seed=held["seed"],
+        device=torch.device("cpu"),
     )
     last = returns[:, -held["last10pct"]["episodes"] :].mean()
     lo, hi = held["last10pct"]["ci95"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,26 @@ def atomic_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
+
+
+@contextmanager
+def atomic_dir(final_path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new empty temporary directory next to `final_path`; when the body succeeds, rename it to
+    `final_path`, which must not exist (FileExistsError otherwise: an existing directory is never
+    replaced); if anything fails, remove it. So `final_path` holds a whole directory or nothing."""
+    final = Path(final_path)
+    tmp = tmp_path_for(final)
+    shutil.rmtree(tmp, ignore_errors=True)  # a stale one of a killed writer with this pid
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if final.exists():  # os.rename would replace an empty directory
+            raise FileExistsError(f"{final} appeared while it was being written; nothing was replaced")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(final.parent)
 

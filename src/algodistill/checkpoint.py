@@ -73,22 +73,31 @@ def sweep_temporaries(directory: str | os.PathLike[str]) -> None:
         p.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and check a training checkpoint on the CPU; UserError if unreadable, unsafe or malformed.
-
-    `weights_only=True` unpickles only tensors and plain containers.
-    """
+def safe_torch_load(path: str | os.PathLike[str]) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU; UserError if the file is missing, unreadable or
+    unsafe (weights_only unpickles only tensors and plain containers: a file crafted to run code is refused)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"checkpoint {p} not found: pass the ckpt.pt written by `algodistill train`")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (unsafe content), RuntimeError/EOFError (truncated, not a zip)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"checkpoint {p} was refused: it is not a safe torch checkpoint of tensors and plain "
             f"data ({type(e).__name__}: {first[:200]}); delete it or pass another file"
         ) from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a training checkpoint on the CPU; UserError if unreadable, unsafe or malformed."""
+    return check_checkpoint(safe_torch_load(path), path)
+
+
+def check_checkpoint(ckpt: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`ckpt` (as `safe_torch_load` read it from `path`) if it is a training checkpoint of this version;
+    UserError naming the field at fault otherwise."""
+    p = Path(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"checkpoint {p} is not an algodistill training checkpoint (no format={FORMAT!r})")
     if ckpt.get("version") != VERSION:
@@ -185,7 +194,13 @@ def load_model(
     Loads with weights_only=True; a malicious, damaged or mismatching file raises UserError, and so does
     a model config whose observation encoder cannot read the env's observations.
     """
-    ckpt = load_checkpoint(ckpt_path)
+    return model_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path, device)
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], ckpt_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """`load_model` for a checkpoint already loaded by `load_checkpoint` (`ckpt_path` names it in errors)."""
     job = ckpt["job"]
     if not isinstance(job.get("env"), str) or not isinstance(job.get("method"), str):
         raise UserError(f"checkpoint {ckpt_path} names no env and method; it was written by another version")

@@ -15,8 +15,6 @@ into `<out>.tmp-<pid>`, renamed onto `out` at the end: a failure leaves nothing 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ import numpy as np
 import tyro
 
 from algodistill import __version__, dataset
-from algodistill.atomic import TMP_MARKER, sha256_file
+from algodistill.atomic import atomic_dir, sha256_file
 from algodistill.dataset import Histories
 from algodistill.envs import TaskFamily, get_family
 from algodistill.envs.darkroom import DarkRoomFamily
@@ -341,9 +339,7 @@ def convert(cfg: ConvertConfig) -> Path:
     # As `generate` writes it (readers use spec and split); the peer's seeds are not in its files.
     meta = dict(spec=family.spec.record(), episode_length=family.spec.episode_length, source=cfg.format, seed=None)
     meta |= dict(split=cfg.split, package_version=__version__, converted=dict(src=str(src), dropped=dropped, **peer))
-    tmp = cfg.out.with_name(f"{cfg.out.name}{TMP_MARKER}{os.getpid()}")
-    try:
-        tmp.mkdir(parents=True)
+    with atomic_dir(cfg.out) as tmp:
         buffered: list[Histories] = []
         start = shard = T = 0
         with Bar(f"convert {cfg.format}", total=N, unit="histories", quiet=cfg.quiet) as bar:
@@ -358,11 +354,7 @@ def convert(cfg: ConvertConfig) -> Path:
                     start, shard, buffered = start + h.num_histories, shard + 1, []
                     bar.advance(h.num_histories)
         dataset.finalize(tmp)
-        _check_new(cfg.out)  # created meanwhile: still never overwrite
-        os.rename(tmp, cfg.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _check_new(cfg.out)  # created meanwhile: still never overwrite (a UserError, before the rename)
     if not cfg.quiet:
         left_out = f", left out {dropped} histories of other tasks" if dropped else ""
         print(f"dataset {cfg.out}: {N} histories x {T} steps of {cfg.env} from {src}, {shard} shards{left_out}")

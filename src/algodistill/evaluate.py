@@ -137,6 +137,24 @@ def rollout_policy(
     return returns
 
 
+def evaluate_policy(
+    policy: Policy,
+    family: TaskFamily,
+    split: str,
+    cfg: EvalConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    label: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A policy in context on a split's evaluation streams (`eval_streams`): (returns (S, E), task ids (S,))."""
+    streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
+    returns = rollout_policy(
+        policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed, label=label
+    )
+    return returns, streams
+
+
 def rollout_source(
     family: TaskFamily,
     source: str,
@@ -175,15 +193,18 @@ def evaluate_checkpoint(
         raise UserError(f"checkpoint {ckpt} was trained on env={job['env']!r}, not {env!r}: pass its env")
     family = get_family(job["env"])
     policy = get_method(job["method"]).policy(model)
-    results = {}
-    for split in splits:
-        streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
-        label = None if quiet else f"evaluate {job['method']} on {split}"
-        returns = rollout_policy(
-            policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed, label=label
+    return {
+        split: evaluate_policy(
+            policy,
+            family,
+            split,
+            cfg,
+            seed=seed,
+            device=device,
+            label=None if quiet else f"evaluate {job['method']} on {split}",
         )
-        results[split] = (returns, streams)
-    return results
+        for split in splits
+    }
 
 
 def save_returns(path: Path, returns: np.ndarray, stream_tasks: np.ndarray) -> None:

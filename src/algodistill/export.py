@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,17 +33,23 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from algodistill import __version__
-from algodistill.atomic import atomic_write_json, sha256_file
-from algodistill.checkpoint import load_checkpoint, load_model, load_state
+from algodistill.atomic import atomic_dir, atomic_write_json, sha256_file
+from algodistill.checkpoint import (
+    check_checkpoint,
+    load_checkpoint,
+    load_state,
+    model_from_checkpoint,
+    safe_torch_load,
+)
 from algodistill.configs import EvalConfig
 from algodistill.device import DeviceName, pick_device
 from algodistill.envs import get_family
 from algodistill.errors import UserError, check_input_file
-from algodistill.evaluate import eval_streams, rollout_policy
+from algodistill.evaluate import evaluate_policy
 from algodistill.jsonio import from_jsonable, jsonable, read_json
 from algodistill.methods import get_method
 from algodistill.model import ModelConfig
-from algodistill.rl2 import is_rl2_checkpoint, load_rl2
+from algodistill.rl2 import is_rl2_checkpoint, rl2_from_checkpoint
 from algodistill.stats import mean_ci
 
 CARD_FORMAT, CARD_VERSION = "algodistill-model", 1
@@ -59,11 +64,9 @@ def _held_out(
     """The model frozen on a split from an empty context: its mean curve and the mean over the last 10% of
     episodes with a 95% t-interval over streams (what tests/test_export.py re-measures for shipped models)."""
     family = get_family(env)
-    streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
-    policy = get_method(method).policy(model)
     label = None if quiet else f"evaluate {method} on {split}"
-    returns = rollout_policy(
-        policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed, label=label
+    returns, streams = evaluate_policy(
+        get_method(method).policy(model), family, split, cfg, seed=seed, device=device, label=label
     )
     last = max(1, math.ceil(cfg.episodes / 10))
     mean, lo, hi = mean_ci(returns[:, -last:].mean(axis=1, keepdims=True))  # over streams
@@ -105,9 +108,11 @@ def _card(name: str, env: str, method: str, model: Any, training: dict[str, Any]
     }
 
 
-def card_from_checkpoint(ckpt_path: Path, name: str, held_out: dict[str, Any] | None) -> dict[str, Any]:
-    """The model card of a training checkpoint (without the weights' hash, which `write_export` adds)."""
-    ckpt = load_checkpoint(ckpt_path)
+def card_from_checkpoint(
+    ckpt: dict[str, Any], ckpt_path: Path, name: str, held_out: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The model card of a loaded training checkpoint (`ckpt_path` locates its run's data record), without the
+    weights' hash, which `write_export` adds."""
     job = ckpt["job"]
     training = {
         "seed": job["seed"],
@@ -131,21 +136,13 @@ def write_export(out: Path, model: nn.Module, card: dict[str, Any]) -> None:
     """Write model.safetensors and card.json into a new directory `out`, atomically (temp dir + rename)."""
     if out.exists():
         raise UserError(f"out={out} exists: choose a new path (nothing was overwritten)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with atomic_dir(out) as tmp:
         state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS, metadata={"format": CARD_FORMAT, "card": CARD})
         os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates it owner-only; an export is for sharing
         n = sum(v.numel() for v in state.values())
         weights = {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS), "dtype": "float32", "num_params": n}
         atomic_write_json(tmp / CARD, {**card, "weights": weights})
-        os.rename(tmp, out)  # refuses a non-empty directory that appeared meanwhile: out is never replaced
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_export(directory: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -196,12 +193,14 @@ def load_model_any(
         return read_export(p, device)
     if p.is_file() and p.name == WEIGHTS:
         return read_export(p.parent, device)
-    if p.is_file() and is_rl2_checkpoint(p):
-        rl2_net, ckpt = load_rl2(p, device)
-        return rl2_net, card_from_rl2(ckpt, p.parent.name)
     if p.is_file():
-        net, _ = load_model(p, device)
-        return net, card_from_checkpoint(p, p.parent.name, None)
+        raw = safe_torch_load(p)  # one read, then whichever kind of checkpoint it is
+        if is_rl2_checkpoint(raw):
+            rl2_net, rl2_ckpt = rl2_from_checkpoint(raw, p, device)
+            return rl2_net, card_from_rl2(rl2_ckpt, p.parent.name)
+        ckpt = check_checkpoint(raw, p)
+        net, _ = model_from_checkpoint(ckpt, p, device)
+        return net, card_from_checkpoint(ckpt, p, p.parent.name, None)
     if str(model) in pretrained_names():
         return read_export(PRETRAINED_DIR / str(model), device)
     raise UserError(
@@ -244,11 +243,12 @@ class ExportConfig:
 def export(cfg: ExportConfig) -> Path:
     """`algodistill export`: the checkpoint's model as an export directory; returns it."""
     device = pick_device(cfg.device)
-    model, job = load_model(cfg.ckpt, device)
+    ckpt = load_checkpoint(cfg.ckpt)
+    model, job = model_from_checkpoint(ckpt, cfg.ckpt, device)
     held_out = None
     if cfg.evaluate:
         held_out = _held_out(model, job["method"], job["env"], cfg.eval, cfg.split, cfg.seed, device, cfg.quiet)
-    card = card_from_checkpoint(cfg.ckpt, cfg.name or cfg.out.name, held_out)
+    card = card_from_checkpoint(ckpt, cfg.ckpt, cfg.name or cfg.out.name, held_out)
     write_export(cfg.out, model.cpu(), card)
     if not cfg.quiet:
         result = ""

@@ -30,12 +30,12 @@ import tyro
 
 from algodistill import __version__, rng
 from algodistill.atomic import atomic_path
-from algodistill.checkpoint import load_state
+from algodistill.checkpoint import load_state, safe_torch_load
 from algodistill.configs import EvalConfig
 from algodistill.device import DeviceName, pick_device
 from algodistill.envs import get_family
 from algodistill.errors import UserError
-from algodistill.evaluate import eval_streams, rollout_policy, rollout_source, save_returns
+from algodistill.evaluate import evaluate_policy, rollout_source, save_returns
 from algodistill.jsonio import first_difference, from_jsonable, jsonable
 from algodistill.methods.rl2 import RL2Config, RL2Net, RL2Policy, State
 from algodistill.progress import Bar
@@ -186,24 +186,19 @@ def _save(path: Path, ckpt: dict[str, Any]) -> None:
         torch.save(ckpt, tmp)
 
 
-def is_rl2_checkpoint(path: Path) -> bool:
-    """Whether `path` is a checkpoint written by `algodistill rl2` (safely loaded: weights only)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file, or refused: not ours either way
-        return False
+def is_rl2_checkpoint(ckpt: Any) -> bool:
+    """Whether a loaded checkpoint (`checkpoint.safe_torch_load`) was written by `algodistill rl2`."""
     return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
 
 
 def load_rl2(path: Path, device: str | torch.device = "cpu") -> tuple[RL2Net, dict[str, Any]]:
     """The network of an RL^2 checkpoint (eval mode) and its checkpoint dict; UserError if it is not one."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated, not a zip
-        raise UserError(
-            f"{path} is not a readable RL^2 checkpoint ({type(e).__name__}); pass the ckpt.pt of `algodistill rl2`"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("version") != VERSION:
+    return rl2_from_checkpoint(safe_torch_load(path), path, device)
+
+
+def rl2_from_checkpoint(ckpt: Any, path: Path, device: str | torch.device = "cpu") -> tuple[RL2Net, dict[str, Any]]:
+    """`load_rl2` for a checkpoint already loaded from `path` (which errors name)."""
+    if not is_rl2_checkpoint(ckpt) or ckpt.get("version") != VERSION:
         raise UserError(f"{path} is not a version-{VERSION} RL^2 checkpoint: pass the ckpt.pt of `algodistill rl2`")
     job = ckpt.get("job")
     if not isinstance(job, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("log"), list):
@@ -225,19 +220,22 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
     out = cfg.out_dir
     ckpt_path = out / "ckpt.pt"
 
-    torch.manual_seed(cfg.seed)  # the initial weights
-    net = RL2Net(cfg.net, spec).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-    trial0, log = 0, []
+    saved = None
     if ckpt_path.is_file():
         if not cfg.resume:
             raise UserError(f"out={out} already holds an RL^2 run: pass --resume or choose another --out")
-        _, saved = load_rl2(ckpt_path)
+        net, saved = load_rl2(ckpt_path, device)
         if diff := first_difference(saved["job"], cfg.record()):
             raise UserError(
                 f"out={out} holds an RL^2 run with another config: {diff[0]} ({diff[1]!r} there, {diff[2]!r} now)"
             )
-        net.load_state_dict(saved["model"])
+    else:
+        torch.manual_seed(cfg.seed)  # the initial weights
+        net = RL2Net(cfg.net, spec).to(device)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
+    trial0, log = 0, []
+    if saved is not None:
         opt.load_state_dict(saved["optimizer"])
         trial0, log = saved["trial"], saved["log"]
     out.mkdir(parents=True, exist_ok=True)
@@ -272,10 +270,7 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
     summary = []
     # every test condition (held out), and training tasks for comparison (RL^2 can memorise those)
     for name, split in {**family.conditions, "train": "train"}.items():
-        streams = eval_streams(family, split, cfg.eval.tasks, cfg.eval.streams_per_task)
-        returns = rollout_policy(
-            policy, family, streams, cfg.eval.episodes, device=device, greedy=cfg.eval.greedy, seed=cfg.seed
-        )
+        returns, streams = evaluate_policy(policy, family, split, cfg.eval, seed=cfg.seed, device=device)
         save_returns(out / f"eval-{name}.npz", returns, streams)
         last = returns[:, -max(1, cfg.eval.episodes // 10) :].mean()
         line = f"{name} {returns.mean():.2f} (episode 1 {returns[:, 0].mean():.2f}, last 10% {last:.2f}"
