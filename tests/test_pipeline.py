@@ -145,6 +145,8 @@ def test_evaluate_command_saves_returns(tiny_run, tmp_path):
         (["run", "darkroom", "--train-seeds", "11"], "train_seeds=11 is more than the 'quick' preset allows (10)"),
         (["run", "darkroom", "--preset", "paper", "--train-seeds", "6"], "the 'paper' preset allows (5)"),
         (["run", "darkroom", "--replicas", "2/2"], "replicas='2/2' is malformed: pass --replicas i/n"),
+        (["run", "darkroom", "--baselines", "ed,dqn"], "baselines: 'dqn' is unknown: choose among ed, source, rl2"),
+        (["run", "darkroom", "--rl2-steps", "0"], "rl2_steps=0 must be positive"),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2(tmp_path, args, message):
@@ -186,7 +188,7 @@ def test_training_seeds_are_replicas_whose_results_do_not_depend_on_workers_or_m
         assert (tmp_path / "ranks" / rel).read_bytes() == (tmp_path / "workers" / rel).read_bytes(), rel
 
 
-def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb(tmp_path):
+def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb_with_rl2(tmp_path):
     args = [
         "--methods.ad.histories",
         "8",
@@ -198,13 +200,36 @@ def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb(tmp_path
         "20",
     ]
     args += ["--train.iters", "4", "--eval.episodes", "10", "--eval.tasks", "2", "--eval.streams-per-task", "2"]
+    args += ["--baselines", "ed,source,rl2", "--rl2-steps", "1"]  # one RL^2 trial: 256 tasks x 100 pulls
     r = cli("run", "bandit", "--runs", str(tmp_path), "--name", "b", "--device", "cpu", *args)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert list(report["conditions"]) == ["odd", "even", "uniform"]
     for cond in report["conditions"].values():
-        assert set(cond["normalized"]) == {"ad", "ed", "source", "source-tuned"}
+        assert set(cond["normalized"]) == {"ad", "ed", "rl2", "source", "source-tuned"}
         assert cond["normalized"]["source"] == 1.0  # UCB on the same draws is the reference
     assert report["curves"] == report["conditions"]["even"]["curves"]  # the main curves: the "test" split
-    assert (tmp_path / "b" / "seed-0" / "eval" / "ad-test_odd.npz").is_file()
-    assert "| AD |" in (tmp_path / "b" / "report.md").read_text() and "odd | even | uniform" in r.stdout
+    assert len(report["curves"]["rl2"]) == 10 and "rl2" in report["on_training_tasks"]
+    assert report["cost"]["rl2"]["env_steps"] == 256 * 100 and report["cost"]["ad"]["env_steps"] == 8 * 100
+    assert report["cost"]["source"]["env_steps"] == 0
+    for name in ("rl2", "rl2-test_odd", "rl2-test_uniform", "rl2-train"):
+        assert (tmp_path / "b" / "seed-0" / "eval" / f"{name}.npz").is_file()
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "| AD |" in md and "| RL^2 |" in md and "odd | even | uniform" in r.stdout
+    assert "≈1.05 / ≈-0.48 / ≈0.83" in md and "| RL^2 | 25,600 |" in md
+
+
+def test_baselines_choose_what_runs_beside_ad(tmp_path):
+    """--baselines rl2: no ED and no source stages; RL^2 evaluated on AD's streams; a re-run skips it."""
+    args = ["run", "darkroom", "--runs", str(tmp_path), "--name", "r", *TINY, "--baselines", "rl2", "--rl2-steps", "1"]
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "[run] seed-0/train-rl2" in r.stdout and "[run] seed-0/eval-rl2" in r.stdout
+    assert "data-ed" not in r.stdout and "eval-source" not in r.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(report["curves"]) == {"ad", "rl2"} and "conditions" not in report and "source_tuned" not in report
+    ad, rl2 = (np.load(tmp_path / "r" / "seed-0" / "eval" / f"{m}.npz") for m in ("ad", "rl2"))
+    np.testing.assert_array_equal(ad["task_ids"], rl2["task_ids"])  # the same held-out streams
+    assert "trained online" in (tmp_path / "r" / "report.md").read_text()
+    again = cli(*args)
+    assert again.returncode == 0 and "[skip] seed-0/train-rl2" in again.stdout, again.stderr

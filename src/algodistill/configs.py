@@ -130,7 +130,7 @@ class DataConfig:
     """The learning histories of a run: which source algorithm makes them, and how long each is."""
 
     source: str = "qlearning"
-    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, ucbq, noise, ..."""
+    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, ucbq, privq, noise, ..."""
     steps: int = 10_000
     """env steps per history T, a whole number of episodes (every method's data has this length)"""
     shard_size: int = 500
@@ -180,6 +180,23 @@ def parse_replicas(replicas: str | None) -> tuple[int, int]:
     return (0, 1) if replicas is None else parse_part(replicas, "replicas")
 
 
+BASELINES = ("ed", "source", "rl2")
+"""What `RunConfig.baselines` may name: ED is a method trained on data (`methods.ed`), the source runs
+from scratch on the held-out streams, RL^2 is trained online (`algodistill.rl2`)."""
+
+
+def parse_baselines(text: str) -> list[str]:
+    """The names in a comma-separated list of baselines; UserError naming one not in BASELINES."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    for b in names:
+        if b not in BASELINES:
+            raise UserError(
+                f"baselines: {b!r} is unknown: choose among {', '.join(BASELINES)}, comma-separated, "
+                "e.g. --baselines ed,source,rl2"
+            )
+    return names
+
+
 RUN_CONTROL_FIELDS = ("name", "runs", "device", "workers", "replicas", "quiet", "config")
 """RunConfig fields that say how a run runs, not what it computes: not part of the run hash."""
 
@@ -208,6 +225,12 @@ class RunConfig:
     """optimisation of every method's model (paper Table 2)"""
     eval: EvalConfig = EvalConfig()
     """in-context evaluation on held-out tasks"""
+    baselines: str = "ed,source"
+    """comma-separated baselines beside AD: ed (trains the ED method of `methods`, when it has one), source
+    (the data's source and the source tuned to the budget, from scratch on the held-out streams), rl2
+    (RL^2 trained online on the training tasks by `algodistill rl2`'s preset, one per training seed)"""
+    rl2_steps: int | None = None
+    """env-step budget of each RL^2 training when rl2 is a baseline (default: the rl2 preset's)"""
     name: str | None = None
     """run name (default: <env>-<preset>); the run lives in <runs>/<name>/"""
     runs: Path = Path("runs")
@@ -235,6 +258,9 @@ class RunConfig:
             )
         for name in self.methods:
             check_source(get_method(name).data_source(self.data.source), self.env)
+        parse_baselines(self.baselines)
+        if self.rl2_steps is not None and self.rl2_steps < 1:
+            raise UserError(f"rl2_steps={self.rl2_steps} must be positive: pass --rl2-steps 1 or more")
         check_fits(self.model.encoder, spec)
         _positive(self, "", "workers", "train_seeds")
         if self.seed < 0:
@@ -262,6 +288,15 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return self.runs / (self.name or f"{self.env}-{self.preset}")
+
+    @property
+    def baseline_list(self) -> list[str]:
+        return parse_baselines(self.baselines)
+
+    @property
+    def trained_methods(self) -> dict[str, MethodConfig]:
+        """The methods of `methods` that this run trains on data: all but those of BASELINES left out."""
+        return {n: m for n, m in self.methods.items() if n not in BASELINES or n in self.baseline_list}
 
     @property
     def train_seed_list(self) -> list[int]:

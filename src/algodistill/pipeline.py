@@ -1,11 +1,14 @@
 """`algodistill run <env>`: from nothing to a report, one resumable stage at a time.
 
 A run is `train_seeds` independent replicas, one per training seed s, each in runs/<name>/seed-<s>/,
-then the baselines and the report in runs/<name>/. For every method m of the run (AD and ED by default):
+then the baselines and the report in runs/<name>/. For every method m trained on data (AD, and ED while
+`--baselines` names it), and for RL^2 when `--baselines` names rl2:
 
     seed-<s>/data-<m>     the histories m trains on (AD: the source's, ED: the expert's)   data/<m>/
     seed-<s>/train-<m>    its model                                                      <m>/ckpt.pt
     seed-<s>/eval-<m>     in context on every test condition, and on training tasks       eval/<m>*.npz
+    seed-<s>/train-rl2    RL^2 trained online on the training tasks (`algodistill.rl2`)   rl2/ckpt.pt
+    seed-<s>/eval-rl2     RL^2 frozen on the same streams as AD                           eval/rl2*.npz
     eval-source           the data's source from scratch on the same held-out streams     eval/source*.npz
     eval-source-tuned     the source with its schedule fitted to the evaluation budget    eval/source-tuned*.npz
     report                curves.png, loss.png, report.md, report.json
@@ -20,6 +23,7 @@ each method does is its own module (`algodistill.methods`), and every setting co
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 from functools import partial
@@ -29,17 +33,20 @@ import numpy as np
 import torch
 
 from algodistill.atomic import atomic_write_json
-from algodistill.checkpoint import CKPT_NAME
+from algodistill.checkpoint import CKPT_NAME, safe_torch_load
 from algodistill.configs import MethodConfig, RunConfig, TrainJob, parse_replicas, run_hash
 from algodistill.device import pick_device
 from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import check_output
-from algodistill.evaluate import eval_streams, evaluate_checkpoint, rollout_source, save_returns
+from algodistill.evaluate import eval_streams, evaluate_checkpoint, evaluate_policy, rollout_source, save_returns
 from algodistill.generate import GenerateConfig, generate
 from algodistill.jsonio import jsonable, read_json
 from algodistill.methods import get_method
+from algodistill.methods.rl2 import RL2Policy
+from algodistill.presets import rl2_preset
 from algodistill.progress import print_stage_table
 from algodistill.report import Condition, plot_losses, write_report
+from algodistill.rl2 import RL2TrainConfig, env_steps, fit_rl2, load_rl2
 from algodistill.sources import SourceConfig
 from algodistill.stages import Stages
 from algodistill.train import train
@@ -61,6 +68,8 @@ def run(cfg: RunConfig) -> Path:
     check_output(cfg.runs, "runs", directory=True)
     check_output(root, "name", directory=True)
     pick_device(cfg.device)  # a missing CUDA device is reported before any work
+    if "rl2" in cfg.baseline_list:
+        _rl2_config(cfg, cfg.seed)  # and an env or preset without an RL^2 preset
     root.mkdir(parents=True, exist_ok=True)
 
     # -- replicas: data, training and in-context evaluation of every method, one training seed each
@@ -90,6 +99,7 @@ def run(cfg: RunConfig) -> Path:
     baselines = {
         name: {c: root / "eval" / f"{name}{_suffix(split)}.npz" for c, split in _conds(family)}
         for name in BASELINE_STYLES
+        if "source" in cfg.baseline_list
     }
     record = {
         **jsonable(cfg.eval),
@@ -98,34 +108,38 @@ def run(cfg: RunConfig) -> Path:
         "history_steps": cfg.data.steps,
         "source_config": jsonable(cfg.data.sources),
     }
-    stages.run(
-        "eval-source",
-        record,
-        [],
-        list(baselines["source"].values()),
-        partial(_source, cfg, streams, baselines["source"], cfg.data.steps, cfg.data.sources),
-    )
     tuned_json = root / "eval" / "source-tuned.json"
-    outputs = [*baselines["source-tuned"].values(), tuned_json]
-    stages.run(
-        "eval-source-tuned",
-        record,
-        [],
-        outputs,
-        partial(_source_tuned, cfg, streams, baselines["source-tuned"], tuned_json),
-    )
+    if baselines:
+        stages.run(
+            "eval-source",
+            record,
+            [],
+            list(baselines["source"].values()),
+            partial(_source, cfg, streams, baselines["source"], cfg.data.steps, cfg.data.sources),
+        )
+        outputs = [*baselines["source-tuned"].values(), tuned_json]
+        stages.run(
+            "eval-source-tuned",
+            record,
+            [],
+            outputs,
+            partial(_source_tuned, cfg, streams, baselines["source-tuned"], tuned_json),
+        )
     timings |= stages.timings
 
     # -- report
-    styles = {name: (get_method(name).label, get_method(name).color) for name in cfg.methods} | BASELINE_STYLES
+    evaluated = _evaluated(cfg)
+    styles = {name: (get_method(name).label, get_method(name).color) for name in evaluated} | BASELINE_STYLES
 
     def report() -> None:
-        metrics = {m: [_replica_dir(cfg, s) / m / "metrics.jsonl" for s in cfg.train_seed_list] for m in cfg.methods}
+        metrics = {
+            m: [_replica_dir(cfg, s) / m / "metrics.jsonl" for s in cfg.train_seed_list] for m in cfg.trained_methods
+        }
         plot_losses(root / "loss.png", metrics, styles)
         conditions = {}
         for c, split in _conds(family):
             conditions[c] = Condition(
-                trained={s: {m: _returns(_result(cfg, s, m, split)) for m in cfg.methods} for s in cfg.train_seed_list},
+                trained={s: {m: _returns(_result(cfg, s, m, split)) for m in evaluated} for s in cfg.train_seed_list},
                 baselines={name: _returns(files[c]) for name, files in baselines.items()},
                 tasks=streams[c],
                 optimal=float(family.optimal_return(streams[c]).mean()),
@@ -135,8 +149,11 @@ def run(cfg: RunConfig) -> Path:
             m: np.mean([_returns(_result(cfg, s, m, "train")).mean(0) for s in cfg.train_seed_list], axis=0)
             .round(4)
             .tolist()
-            for m in cfg.methods
+            for m in evaluated
         }
+        extra: dict[str, object] = {"on_training_tasks": on_train, "cost": _cost(cfg)}
+        if baselines:
+            extra["source_tuned"] = read_json(tuned_json, "re-run to redo the eval-source-tuned stage")
         write_report(
             root,
             env=cfg.env,
@@ -147,17 +164,13 @@ def run(cfg: RunConfig) -> Path:
             task_optimal=family.optimal_return,
             describe_task=family.describe_task,
             timings=timings,
-            extra={
-                "on_training_tasks": on_train,
-                "source_tuned": read_json(tuned_json, "re-run to redo the eval-source-tuned stage"),
-                "run_config": resolved_config(cfg),
-            },
+            extra={**extra, "run_config": resolved_config(cfg)},
         )
 
     inputs = [p for s in cfg.train_seed_list for p in _replica_files(cfg, s)]
-    inputs += [p for files in baselines.values() for p in files.values()] + [tuned_json]
+    inputs += [p for files in baselines.values() for p in files.values()] + ([tuned_json] if baselines else [])
     report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png")]
-    report_record = {"env": cfg.env, "preset": cfg.preset, "methods": list(cfg.methods), "seeds": cfg.train_seed_list}
+    report_record = {"env": cfg.env, "preset": cfg.preset, "methods": evaluated, "seeds": cfg.train_seed_list}
     stages.run("report", report_record, inputs, report_files, report)
     # the resolved config of the finished run (written last: a refused re-run leaves the old one)
     atomic_write_json(root / "config.json", resolved_config(cfg))
@@ -175,7 +188,7 @@ def _replica(cfg: RunConfig, seed: int) -> tuple[dict[str, float], dict[str, boo
     family = get_family(cfg.env)
     device = pick_device(cfg.device)
     parallel = cfg.workers > 1 and cfg.train_seeds > 1  # the workers already run replicas side by side
-    for name, m in cfg.methods.items():
+    for name, m in cfg.trained_methods.items():
         # data: the method's histories (paper Sec. 4.2); the same length for all, seeded by the replica
         gen = _generate_config(cfg, name, m, seed, workers=1 if parallel else cfg.workers)
         stages.run(f"data-{name}", gen.data_config(), [], partial(_dataset_files, gen.out_dir), partial(generate, gen))
@@ -198,6 +211,15 @@ def _replica(cfg: RunConfig, seed: int) -> tuple[dict[str, float], dict[str, boo
         out = {split: _result(cfg, seed, name, split) for split in _eval_splits(family)}
         work = partial(_evaluate, ckpt, cfg, out, device)
         stages.run(f"eval-{name}", {**jsonable(cfg.eval), "seed": cfg.seed}, [ckpt], list(out.values()), work)
+    if "rl2" in cfg.baseline_list:
+        # RL^2 trained online on the training tasks for its env-step budget (paper Sec. 4.2, Table 6), then
+        # evaluated frozen on the same streams as AD
+        rl2 = _rl2_config(cfg, seed)
+        ckpt = rl2.out_dir / CKPT_NAME
+        stages.run("train-rl2", {**rl2.record(), "steps": rl2.steps}, [], [ckpt], partial(fit_rl2, rl2, device))
+        out = {split: _result(cfg, seed, "rl2", split) for split in _eval_splits(family)}
+        work = partial(_evaluate_rl2, ckpt, cfg, out, device)
+        stages.run("eval-rl2", {**jsonable(cfg.eval), "seed": cfg.seed}, [ckpt], list(out.values()), work)
     prefix = f"seed-{seed}/"
     return {prefix + k: v for k, v in stages.timings.items()}, {prefix + k: v for k, v in stages.ran.items()}
 
@@ -229,11 +251,19 @@ def _result(cfg: RunConfig, seed: int, method: str, split: str) -> Path:
     return _replica_dir(cfg, seed) / "eval" / f"{method}{_suffix(split)}.npz"
 
 
+def _evaluated(cfg: RunConfig) -> list[str]:
+    """The curves with a training seed: the methods trained on data, then RL^2 when it is a baseline."""
+    return list(cfg.trained_methods) + (["rl2"] if "rl2" in cfg.baseline_list else [])
+
+
 def _replica_files(cfg: RunConfig, seed: int) -> list[Path]:
-    """What the report reads from a replica: every method's results and training metrics."""
+    """What the report reads from a replica: every method's results and training metrics (RL^2: its checkpoint,
+    for the env steps it consumed)."""
     splits = _eval_splits(get_family(cfg.env))
-    metrics = [_replica_dir(cfg, seed) / m / "metrics.jsonl" for m in cfg.methods]
-    return metrics + [_result(cfg, seed, m, split) for m in cfg.methods for split in splits]
+    metrics = [_replica_dir(cfg, seed) / m / "metrics.jsonl" for m in cfg.trained_methods]
+    if "rl2" in cfg.baseline_list:
+        metrics.append(_rl2_config(cfg, seed).out_dir / CKPT_NAME)
+    return metrics + [_result(cfg, seed, m, split) for m in _evaluated(cfg) for split in splits]
 
 
 def _generate_config(cfg: RunConfig, name: str, m: MethodConfig, seed: int, workers: int) -> GenerateConfig:
@@ -283,6 +313,60 @@ def _source_tuned(cfg: RunConfig, streams: dict[str, np.ndarray], out: dict[str,
     tuned = tune_source(get_family(cfg.env), cfg.data.source, cfg.data.sources, cfg.eval.episodes, seed=cfg.seed)
     _source(cfg, streams, out, tuned.history_steps, tuned.cfg)
     atomic_write_json(chosen, {"setting": tuned.setting, "history_steps": tuned.history_steps, "scores": tuned.scores})
+
+
+def _rl2_config(cfg: RunConfig, seed: int) -> RL2TrainConfig:
+    """RL^2 of the replica of training seed `seed`: the rl2 preset of the run's env and preset."""
+    preset = rl2_preset(cfg.env, cfg.preset)
+    return dataclasses.replace(
+        preset,
+        out=_replica_dir(cfg, seed) / "rl2",
+        seed=seed,
+        steps=cfg.rl2_steps or preset.steps,
+        device=cfg.device,
+        quiet=cfg.quiet,
+    )
+
+
+def _evaluate_rl2(ckpt: Path, cfg: RunConfig, out: dict[str, Path], device: torch.device) -> None:
+    """RL^2 frozen on each split's streams, its state reset every trial as in training (`RL2Policy`): carried
+    further, it would run past the horizon its recurrent dynamics were ever trained on."""
+    net, _ = load_rl2(ckpt, device)
+    family = get_family(cfg.env)
+    for split, path in out.items():
+        label = None if cfg.quiet else f"evaluate rl2 on {split}"
+        returns, streams = evaluate_policy(
+            RL2Policy(net), family, split, cfg.eval, seed=cfg.seed, device=device, label=label
+        )
+        save_returns(path, returns, streams)
+
+
+def _cost(cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """What each curve consumed before its evaluation, mean per training seed: env steps (AD and ED: their
+    dataset's; RL^2: its online training; the source: none, it learns during the evaluation) and wall
+    seconds (data + training; RL^2 training; the source's evaluation), read from the stages' records so
+    that replicas run on other machines count too."""
+    seeds = cfg.train_seed_list
+
+    def seconds(stages: list[str]) -> float:
+        return float(np.mean([sum(_seconds(_replica_dir(cfg, s), st) for st in stages) for s in seeds]))
+
+    cost = {
+        m: {"env_steps": float(mc.histories * cfg.data.steps), "seconds": seconds([f"data-{m}", f"train-{m}"])}
+        for m, mc in cfg.trained_methods.items()
+    }
+    if "rl2" in cfg.baseline_list:
+        steps = [env_steps(safe_torch_load(_rl2_config(cfg, s).out_dir / CKPT_NAME)) for s in seeds]
+        cost["rl2"] = {"env_steps": float(np.mean(steps)), "seconds": seconds(["train-rl2"])}
+    if "source" in cfg.baseline_list:  # (the tuned source's search on training tasks is not counted: left out)
+        cost["source"] = {"env_steps": 0.0, "seconds": _seconds(cfg.run_dir, "eval-source")}
+    return cost
+
+
+def _seconds(run_dir: Path, stage: str) -> float:
+    """Wall seconds of a finished stage, from its record."""
+    record = read_json(run_dir / "stages" / f"{stage}.json", "re-run to redo the stage")
+    return float(record["seconds"])
 
 
 def _returns(path: Path) -> np.ndarray:

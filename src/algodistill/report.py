@@ -31,19 +31,28 @@ PAPER: dict[str, dict[str, str]] = {
         "ad": "≈14.1 after 1000 episodes (≈10 after 200)",
         "ed": "≈0.7",
         "source": "≈0.8 (A3C, same env steps)",
+        "rl2": "≈14.7 (LSTM, A3C, 1e9 env steps)",
         "optimal": "≈16.5",
     },
-    "darkroom-hard": {"ad": "≈0.68 after 1000 episodes", "ed": "≈0.07", "source": "≈0.09", "optimal": "1"},
+    "darkroom-hard": {
+        "ad": "≈0.68 after 1000 episodes",
+        "ed": "≈0.07",
+        "source": "≈0.09",
+        "rl2": "≈0.70 (1e9 env steps)",
+        "optimal": "1",
+    },
     "keydoor": {
         "ad": "≈1.82 after 1000 episodes (≈1.7 after 200)",
         "ed": "≈0.58",
         "source": "≈0.70",
+        "rl2": "≈1.87 (1e9 env steps)",
         "optimal": "2",
     },
     "bandit": {
         "ad": "UCB-normalised ≈0.99 odd / ≈0.83 even / ≈0.87 uniform (Fig. 3)",
         "ed": "≈0.48 / ≈-0.48 / ≈0.0 normalised",
         "source": "1 normalised (UCB, by definition)",
+        "rl2": "≈1.05 / ≈-0.48 / ≈0.83 normalised",
         "optimal": "-",
     },
 }
@@ -234,7 +243,7 @@ def write_report(
         "paper": PAPER.get(env, {}),
         **(extra or {}),
     }
-    if len(conditions) > 1:
+    if len(conditions) > 1 and "source" in main.baselines:  # the normalised score needs the source
         report["conditions"] = {name: _condition_summary(c) for name, c in conditions.items()}
     plot_curves(run_dir / "curves.png", f"{env} ({main_name})", main, styles)
     atomic_write_json(run_dir / "report.json", report)
@@ -273,12 +282,21 @@ def _markdown(report: dict[str, Any], main: Condition, styles: Styles, run_dir: 
     }
     K = len(main.trained)
     spread = f"mean over {K} training seeds" if K > 1 else f"mean over {len(main.tasks)} streams (tasks x seeds)"
+    about = [f"In-context evaluation on held-out tasks: frozen weights, empty context at the start, {spread}."]
+    if "source" in main.baselines:
+        about.append(
+            "`source` is the algorithm that made the data, at the same env steps; `source-tuned` is that algorithm "
+            "with its exploration schedule fitted to this evaluation's budget on training tasks."
+        )
+    if "rl2" in main.methods:
+        about.append(
+            "RL^2 is trained online on the training tasks, then frozen; its recurrent state is reset every trial "
+            "as in training (carried further, it would run past any horizon it was trained on)."
+        )
     lines = [
         f"# algodistill report: {report['env']} ({report['preset']} preset)",
         "",
-        f"In-context evaluation on held-out tasks: frozen weights, empty context at the start, {spread}.",
-        "`source` is the algorithm that made the data, at the same env steps; `source-tuned` is that algorithm "
-        "with its exploration schedule fitted to this evaluation's budget on training tasks.",
+        *about,
         "",
         "![curves](curves.png)",
         "",
@@ -326,5 +344,15 @@ def _markdown(report: dict[str, Any], main: Condition, styles: Styles, run_dir: 
         for c in curves:
             vals = " | ".join(f"{report['conditions'][n]['normalized'][c]:.2f}" for n in names)
             lines.append(f"| {styles[c][0]} | {vals} |")
+    if "cost" in report:
+        lines += [
+            "",
+            "What each curve consumed before its evaluation (mean per training seed; the source learns during it):",
+            "",
+            "| method | env steps | wall seconds |",
+            "|---|---|---|",
+        ]
+        for name, c in report["cost"].items():
+            lines.append(f"| {styles[name][0]} | {c['env_steps']:,.0f} | {c['seconds']:.0f} |")
     lines += ["", "Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
     return "\n".join(lines)

@@ -208,9 +208,42 @@ def rl2_from_checkpoint(ckpt: Any, path: Path, device: str | torch.device = "cpu
     return net.to(device).eval(), ckpt
 
 
+def env_steps(ckpt: dict[str, Any]) -> int:
+    """Env steps an RL^2 checkpoint was trained for (its log's last entry; 0 before the first trial)."""
+    return int(ckpt["log"][-1][1]) if ckpt["log"] else 0
+
+
 def train_rl2(cfg: RL2TrainConfig) -> Path:
     """`algodistill rl2`: train (or resume) to the step budget, then evaluate on held-out tasks; returns out."""
     device = pick_device(cfg.device)
+    net, log = fit_rl2(cfg, device)
+    family, out = get_family(cfg.env), cfg.out_dir
+    policy = RL2Policy(net)
+    summary = []
+    # every test condition (held out), and training tasks for comparison (RL^2 can memorise those)
+    for name, split in {**family.conditions, "train": "train"}.items():
+        returns, streams = evaluate_policy(policy, family, split, cfg.eval, seed=cfg.seed, device=device)
+        save_returns(out / f"eval-{name}.npz", returns, streams)
+        last = returns[:, -max(1, cfg.eval.episodes // 10) :].mean()
+        line = f"{name} {returns.mean():.2f} (episode 1 {returns[:, 0].mean():.2f}, last 10% {last:.2f}"
+        if cfg.normalize_by is not None:
+            steps = cfg.eval.episodes * family.spec.episode_length  # the source's schedules span the evaluation
+            ref = rollout_source(
+                family, cfg.normalize_by, streams, cfg.eval.episodes, history_steps=steps, cfg=SourceConfig()
+            )
+            score = normalized_score(returns.mean(), family.random_return(streams).mean(), ref.mean())
+            line += f", normalised by {cfg.normalize_by} {score:.2f}"
+        summary.append(line + ")")
+    if not cfg.quiet:
+        trained = int(log[-1][1]) if log else 0
+        print(f"rl2 {cfg.env} seed {cfg.seed}: {trained} env steps; return per episode on {'; '.join(summary)}")
+        print(f"-> {out}")
+    return out
+
+
+def fit_rl2(cfg: RL2TrainConfig, device: torch.device) -> tuple[RL2Net, list[list[float]]]:
+    """Train (or resume) to the step budget, checkpointing to out/ckpt.pt; returns the network (eval mode)
+    and the log of [trial, env steps so far, mean return per episode of the trial]."""
     family = get_family(cfg.env)
     spec, train_tasks = family.spec, family.split("train")
     N, U, H = cfg.tasks, cfg.unroll, spec.episode_length
@@ -234,7 +267,7 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
         net = RL2Net(cfg.net, spec).to(device)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-    trial0, log = 0, []
+    trial0, log = 0, []  # [trial, env steps so far, mean return per episode of the trial]
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
         trial0, log = saved["trial"], saved["log"]
@@ -266,26 +299,7 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
             bar.update((trial + 1) * N * trial_steps)
             if (trial + 1) % cfg.ckpt_every == 0 or trial + 1 == trials:
                 checkpoint(trial + 1)
-    policy = RL2Policy(net)
-    summary = []
-    # every test condition (held out), and training tasks for comparison (RL^2 can memorise those)
-    for name, split in {**family.conditions, "train": "train"}.items():
-        returns, streams = evaluate_policy(policy, family, split, cfg.eval, seed=cfg.seed, device=device)
-        save_returns(out / f"eval-{name}.npz", returns, streams)
-        last = returns[:, -max(1, cfg.eval.episodes // 10) :].mean()
-        line = f"{name} {returns.mean():.2f} (episode 1 {returns[:, 0].mean():.2f}, last 10% {last:.2f}"
-        if cfg.normalize_by is not None:
-            steps = cfg.eval.episodes * spec.episode_length  # the source's schedules span the evaluation
-            ref = rollout_source(
-                family, cfg.normalize_by, streams, cfg.eval.episodes, history_steps=steps, cfg=SourceConfig()
-            )
-            score = normalized_score(returns.mean(), family.random_return(streams).mean(), ref.mean())
-            line += f", normalised by {cfg.normalize_by} {score:.2f}"
-        summary.append(line + ")")
-    if not cfg.quiet:
-        steps = log[-1][1] if log else 0
-        print(f"rl2 {cfg.env} seed {cfg.seed}: {steps} env steps; return per episode on {'; '.join(summary)} -> {out}")
-    return out
+    return net.eval(), log
 
 
 def _run_trial(
