@@ -57,7 +57,8 @@ def test_main_in_process(capsys):
         main(["envs", "-e", "nope"])
     assert e.value.code == 2
     assert capsys.readouterr().err.strip() == (
-        "error: env='nope' is unknown: choose one of bandit, darkroom, darkroom-hard, keydoor"
+        "error: env='nope' is unknown: choose one of bandit, darkroom, darkroom-hard, keydoor, watermaze, "
+        "watermaze-small"
     )
 
 

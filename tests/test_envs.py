@@ -18,6 +18,7 @@ from algodistill.envs import ENV_NAMES, EnvSpec, get_family, register_family
 from algodistill.envs.bandit import BanditFamily
 from algodistill.envs.darkroom import DarkRoomFamily
 from algodistill.envs.keydoor import KeyToDoorFamily
+from algodistill.envs.watermaze import WatermazeFamily
 from algodistill.errors import UserError
 
 LEFT, RIGHT, UP, DOWN, NOOP = range(5)
@@ -178,7 +179,7 @@ def test_shapes_dtypes_and_fixed_episode_length(name):
         for t in range(H):
             o, r, d = env.step(g.integers(0, f.spec.num_actions, N))
             assert o.shape == (N, *f.spec.obs_shape) and o.dtype == np.dtype(f.spec.obs_dtype) == np.uint8
-            assert (o < np.array(f.spec.obs_high)).all()
+            assert f.spec.obs_high is None or (o < np.array(f.spec.obs_high)).all()  # images: any uint8
             assert r.shape == (N,) and r.dtype == np.float32
             assert d.shape == (N,) and d.dtype == bool
             assert (d == (t == H - 1)).all()
@@ -510,6 +511,8 @@ FRESH = {
     "darkroom": lambda: DarkRoomFamily("darkroom", "algodistill/DarkRoom-v0", size=9, hard=False, num_test=16),
     "darkroom-hard": lambda: DarkRoomFamily("darkroom-hard", "algodistill/DarkRoomHard-v0", 17, True, 58),
     "keydoor": KeyToDoorFamily,
+    "watermaze": WatermazeFamily,
+    "watermaze-small": lambda: WatermazeFamily("watermaze-small", "algodistill/WatermazeSmall-v0", (36, 48)),
 }
 
 # Fingerprints of the splits: a change to them (or to numpy's permutation) would silently change which

@@ -29,7 +29,10 @@ def test_registered_and_spaces(name):
     env = gymnasium.make(GYM_IDS[name], task=0)
     s = get_family(name).spec
     assert env.action_space == gymnasium.spaces.Discrete(s.num_actions)
-    assert env.observation_space == gymnasium.spaces.MultiDiscrete(np.array(s.obs_high))
+    if s.obs_high is not None:
+        assert env.observation_space == gymnasium.spaces.MultiDiscrete(np.array(s.obs_high))
+    else:  # images
+        assert env.observation_space == gymnasium.spaces.Box(0, 255, s.obs_shape, dtype=np.uint8)
     o, info = env.reset(seed=0)
     assert o in env.observation_space and info == {"task": 0}
 

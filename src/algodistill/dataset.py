@@ -49,7 +49,7 @@ _SHARD_RE = re.compile(r"^shard-(\d{5,})\.json$")
 class Histories:
     """N learning histories of T steps each (docs/design.md, "Time indexing and histories")."""
 
-    obs: np.ndarray  # (N, T, *obs_shape) in the env's obs_dtype (uint8), o_t
+    obs: np.ndarray  # (N, T, *obs_shape) in the env's obs_dtype (uint8), o_t; or its stored form (EnvSpec.stored_shape)
     actions: np.ndarray  # (N, T) uint8, a_t
     rewards: np.ndarray  # (N, T) float32, r_t
     dones: np.ndarray  # (N, T) bool, True on the last step of each episode
@@ -241,7 +241,8 @@ def write_shard(
     The HDF5 file is written under a temporary name and renamed into place only after it is closed,
     and the fragment `shard-XXXXX.json` (config, meta, record with sha256) only after that: a killed
     writer leaves no file at the final path, and a shard without a fragment counts as missing.
-    `meta["spec"]` must be the env spec as a dict (`EnvSpec.record`: obs_dim, num_actions, episode_length).
+    `meta["spec"]` must be the env spec as a dict (`EnvSpec.record`: obs_dim, num_actions, episode_length);
+    where it has a `stored_shape`, the histories' obs are in that stored form.
     """
     out = Path(out)
     check_config(out, config)
@@ -249,8 +250,9 @@ def write_shard(
     start, end = learner_start, learner_start + h.num_histories
     if not 0 <= start < end <= num_histories:
         raise ValueError(f"learners [{start}, {end}) are outside [0, {num_histories})")
+    obs_dim = spec["obs_dim"] if spec.get("stored_shape") is None else int(np.prod(spec["stored_shape"]))
     if (
-        int(np.prod(h.obs.shape[2:])) != spec["obs_dim"]
+        int(np.prod(h.obs.shape[2:])) != obs_dim
         or h.T == 0
         or h.T % spec["episode_length"]
         or h.actions.max() >= spec["num_actions"]

@@ -41,9 +41,10 @@ class GenerateConfig:
     """Generate learning histories of a source RL algorithm on the training tasks of an env."""
 
     env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
-    """task family: bandit, darkroom, darkroom-hard or keydoor"""
+    """task family: bandit, darkroom, darkroom-hard, keydoor, watermaze or watermaze-small"""
     source: str = "qlearning"
-    """source algorithm: ucb, thompson (bandit); a2c, qlearning, ucbq (grid worlds); noise, expert, random (all)"""
+    """source algorithm: ucb, thompson (bandit); a2c, qlearning, ucbq (grid worlds); privq (watermaze); noise,
+    expert, random (all)"""
     out: Path | None = None
     """dataset directory (default: data/<env>-<source>)"""
     histories: int = 2000

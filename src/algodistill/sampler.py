@@ -7,6 +7,10 @@ turns them into its own model inputs (`algodistill.methods`). A window crosses e
 r_{t-1}) asks for `lead` steps in front of it; at a history's start those steps do not exist and are
 padding (`Windows.pad`).
 
+Where the env has a stored form (`EnvSpec.stored_shape`: Watermaze keeps the agent's position and
+heading, not its 72 x 96 x 3 view), the shards hold that form and `sample` redraws the observations of
+each window with the family's pure `decode_obs`: the same bytes the env showed the source.
+
 A dataset is loaded into RAM when it fits (the usual case: 10^8 transitions are about 600 MB), else
 read lazily from the HDF5 shards, whose handles are opened per process so that forked DataLoader
 workers never share them (pytorch/pytorch#11929).
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 
 from algodistill.dataset import FIELDS, REGENERATE, Histories, Manifest, shard_problem
+from algodistill.envs import get_family
 from algodistill.errors import UserError
 
 CHUNK_CACHE_BYTES = 16 << 20  # lazy mode: HDF5 cache of decompressed chunks, per field per open shard
@@ -36,7 +41,7 @@ CHUNK_CACHE_BYTES = 16 << 20  # lazy mode: HDF5 cache of decompressed chunks, pe
 class Windows:
     """B windows of L consecutive steps of learning histories, as stored."""
 
-    obs: torch.Tensor  # (B, L, *obs_shape) in the stored dtype, o_t
+    obs: torch.Tensor  # (B, L, *obs_shape) in the env's obs dtype, o_t (drawn from the stored form, if any)
     actions: torch.Tensor  # (B, L) int64, a_t
     rewards: torch.Tensor  # (B, L) float32, r_t
     dones: torch.Tensor  # (B, L) bool, done_t: step t ends its episode
@@ -111,7 +116,10 @@ class Dataset:
                 raise UserError(f"{p / r.file} {problem}; {REGENERATE}")
         limit = min(4 << 30, _available_ram() // 2) if max_ram_bytes is None else max_ram_bytes
         spec = manifest.meta["spec"]
-        obs_bytes = spec["obs_dim"] * np.dtype(spec.get("obs_dtype", "uint8")).itemsize
+        if spec.get("stored_shape") is not None:
+            obs_bytes = int(np.prod(spec["stored_shape"])) * np.dtype(spec["stored_dtype"]).itemsize
+        else:
+            obs_bytes = spec["obs_dim"] * np.dtype(spec.get("obs_dtype", "uint8")).itemsize
         step_bytes = obs_bytes + 1 + 4 + 1  # obs, action, reward (float32), done
         return cls(p, manifest, in_ram=manifest.num_histories * manifest.T * step_bytes <= limit)
 
@@ -193,6 +201,8 @@ class Dataset:
         # dones are not read back: episodes have a fixed length (paper Sec. 4.1), so done_t is a function
         # of t, and h5py reads a bool dataset ~7x slower than a uint8 one (measured: it tripled lazy reads)
         rows = self._rows(("obs", "actions", "rewards"), h, t)
+        if self.spec.get("stored_shape") is not None:
+            rows["obs"] = get_family(self.spec["name"]).decode_obs(rows["obs"])  # (B, L, *obs_shape)
         for x in rows.values():
             x[pad] = 0
         return Windows(
@@ -205,7 +215,8 @@ class Dataset:
 
     # -- whole histories (inspect, curves)
     def histories(self, indices: Sequence[int] | np.ndarray) -> Histories:
-        """Whole histories `indices` (in that order), decoded to the in-memory dtypes."""
+        """Whole histories `indices` (in that order), decoded to the in-memory dtypes; obs as stored (the
+        stored form where the env has one: whole histories of frames would not fit in memory)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)  # (n,)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_histories):
             raise IndexError(f"history indices must be in [0, {self.num_histories})")

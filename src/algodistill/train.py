@@ -265,7 +265,7 @@ def _check_data(job: TrainJob, ds: Dataset, method: Method, spec: EnvSpec, world
             "would leak them into the evaluation; pass a dataset made with `algodistill generate --split train`"
         )
     want = spec.record()
-    for key in ("obs_dim", "obs_high", "obs_shape", "obs_dtype", "num_actions", "episode_length"):
+    for key in ("obs_dim", "obs_high", "obs_shape", "obs_dtype", "stored_shape", "num_actions", "episode_length"):
         if ds.spec.get(key) != want.get(key):
             raise UserError(
                 f"data={job.data} was made with {key}={ds.spec.get(key)} but env {job.env} now has "

@@ -16,6 +16,7 @@ from algodistill.envs.base import BatchedEnv, TaskFamily
 from algodistill.envs.darkroom import DarkRoomFamily
 from algodistill.envs.keydoor import KeyToDoorFamily
 from algodistill.envs.spec import EnvSpec
+from algodistill.envs.watermaze import WatermazeFamily
 from algodistill.errors import UserError
 
 _GYM_IDS = {
@@ -23,6 +24,8 @@ _GYM_IDS = {
     "darkroom": "algodistill/DarkRoom-v0",
     "darkroom-hard": "algodistill/DarkRoomHard-v0",
     "keydoor": "algodistill/KeyToDoor-v0",
+    "watermaze": "algodistill/Watermaze-v0",
+    "watermaze-small": "algodistill/WatermazeSmall-v0",
 }
 _FAMILIES: dict[str, Callable[[], TaskFamily]] = {
     "bandit": BanditFamily,
@@ -31,6 +34,8 @@ _FAMILIES: dict[str, Callable[[], TaskFamily]] = {
         "darkroom-hard", _GYM_IDS["darkroom-hard"], size=17, hard=True, num_test=58
     ),
     "keydoor": KeyToDoorFamily,
+    "watermaze": WatermazeFamily,  # 72 x 96, the paper's resolution
+    "watermaze-small": lambda: WatermazeFamily("watermaze-small", _GYM_IDS["watermaze-small"], resolution=(36, 48)),
 }
 ENV_NAMES = tuple(_FAMILIES)
 """The built-in task families."""

@@ -32,6 +32,16 @@ class BatchedEnv(Protocol):
 
 
 @runtime_checkable
+class StoresObs(Protocol):
+    """A batched env whose spec has a stored form (`EnvSpec.stored_shape`): what a dataset records of the
+    current observation, from which `TaskFamily.decode_obs` redraws it exactly."""
+
+    def stored_obs(self) -> np.ndarray:
+        """The stored form of every task's current observation. (N, *stored_shape)"""
+        ...
+
+
+@runtime_checkable
 class HidesState(Protocol):
     """A batched env whose observation hides part of the state that optimal behaviour depends on (the
     Key-to-Door phase, the Hard room's "goal already reached"). `learner_state` tells a source's own
@@ -41,6 +51,21 @@ class HidesState(Protocol):
 
     def learner_state(self) -> np.ndarray:
         """The hidden part of every task's state, in [0, num_learner_states). (N,) int64"""
+        ...
+
+
+@runtime_checkable
+class PrivilegedState(Protocol):
+    """A batched env that can tell a source's own learner a discrete state of every task (e.g. Watermaze's
+    position cell, heading and "platform reached"), for a tabular learner where the observation is not a
+    table index (pixels). It is never recorded: the data keeps the env's observation, so AD must still
+    infer the state from what the agent sees."""
+
+    num_privileged_states: int
+
+    def privileged_state(self) -> np.ndarray:
+        """A discrete state of every task, in [0, num_privileged_states); read it right after a reset or step.
+        (N,) int64"""
         ...
 
 
@@ -57,6 +82,9 @@ class TaskFamily(ABC):
     num_learner_states: int = 1
     """How many values the hidden learner state of its envs takes (`HidesState`); 1: the observation
     hides nothing a learner needs (the bandit, plain Dark Room)."""
+    num_privileged_states: int = 0
+    """How many values the privileged state of its envs takes (`PrivilegedState`); 0: its envs have none.
+    The source registry reads it to decide which sources fit the family."""
 
     @abstractmethod
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> BatchedEnv:
@@ -81,6 +109,11 @@ class TaskFamily(ABC):
     def describe_task(self, task: int) -> str:
         """A task in words, for reports (e.g. "goal (2, 7)")."""
         return f"task {task}"
+
+    def decode_obs(self, stored: np.ndarray) -> np.ndarray:
+        """Observations redrawn from their stored form (`EnvSpec.stored_shape`), exactly as the env showed
+        them: (..., *stored_shape) -> (..., *obs_shape). Only for families that declare a stored form."""
+        raise NotImplementedError(f"{self.spec.name} stores its observations as they are: there is nothing to decode")
 
     @property
     def conditions(self) -> dict[str, str]:

@@ -35,6 +35,11 @@ class EnvSpec:
     """Size of the family's task list (the bandit's is a fixed bank of sampled tasks)."""
     description: str
     """One line for `algodistill envs`."""
+    stored_shape: tuple[int, ...] | None = None
+    """Datasets store each observation in this much smaller form (Watermaze: the agent's x, y and heading),
+    from which the family redraws the observation exactly (`TaskFamily.decode_obs`); None: stored as seen."""
+    stored_dtype: str = "float32"
+    """numpy dtype of the stored form."""
 
     def __post_init__(self) -> None:
         if self.obs_high is not None and len(self.obs_high) != math.prod(self.obs_shape):
@@ -70,4 +75,6 @@ class EnvSpec:
         }
         if self.obs_high is None or len(self.obs_shape) != 1 or self.obs_dtype != "uint8":
             d |= {"obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype}
+        if self.stored_shape is not None:
+            d |= {"stored_shape": list(self.stored_shape), "stored_dtype": self.stored_dtype}
         return d

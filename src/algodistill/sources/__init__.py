@@ -8,7 +8,8 @@ on (seed, its global id, its task): the dataset is the same bytes whatever the s
     src = make_source("qlearning", env, seed, ids, total_steps, SourceConfig())
     arrays, o_t = rollout(env, src, num_steps)          # or in chunks, passing o_t back in
 
-The registry below says which envs each source fits, read from the env's `EnvSpec` (never its name):
+The registry below says which envs each source fits, read from the env's `EnvSpec` (never its name;
+`privq` also asks the spec's family whether its envs have a privileged state):
 
 | name | envs | what |
 |---|---|---|
@@ -17,6 +18,7 @@ The registry below says which envs each source fits, read from the env's `EnvSpe
 | a2c | categorical observations (grid worlds) | synchronous single-stream A3C (paper Table 4) |
 | qlearning | categorical observations (grid worlds) | tabular epsilon-greedy Q-learning |
 | ucbq | categorical observations (grid worlds) | tabular UCB Q-learning (count bonus) over (cell, hidden state) |
+| privq | a privileged state (Watermaze) | tabular epsilon-greedy Q-learning over the env's privileged state |
 | noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
 | expert | all | the optimal policy (ED baseline data) |
 | random | all | uniform actions |
@@ -32,11 +34,13 @@ import numpy as np
 
 from algodistill import rng
 from algodistill.envs import BatchedEnv, EnvSpec, get_family
+from algodistill.envs.base import StoresObs
 from algodistill.errors import UserError
 from algodistill.jsonio import jsonable
 from algodistill.sources.a2c import A2C, A2CConfig, gae
 from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig, ucb_scores
 from algodistill.sources.noise import EpsilonExpert, NoiseConfig
+from algodistill.sources.privq import PrivQ, PrivQConfig
 from algodistill.sources.qlearning import QLearning, QLearningConfig
 from algodistill.sources.ucbq import UCBQ, UCBQConfig
 
@@ -67,6 +71,8 @@ class SourceConfig:
     """tabular Q-learning (grid worlds)"""
     ucbq: UCBQConfig = field(default_factory=UCBQConfig)
     """tabular Q-learning with a UCB count bonus, over (cell, hidden learner state) (grid worlds)"""
+    privq: PrivQConfig = field(default_factory=PrivQConfig)
+    """tabular Q-learning over the env's privileged state (Watermaze: position cell, heading, reached)"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """AD^eps noise curriculum (all envs)"""
 
@@ -79,6 +85,12 @@ def _one_state(spec: EnvSpec) -> bool:
 def _tabular(spec: EnvSpec) -> bool:
     """Categorical observations with more than one state: a table (or a one-hot MLP input) indexes them."""
     return spec.num_states is not None and spec.num_states > 1
+
+
+def _privileged(spec: EnvSpec) -> bool:
+    """Envs with a privileged state (`envs.base.PrivilegedState`) for a table to index. The spec cannot say
+    so (it describes what is observed and recorded, and this state is neither), so ask the spec's family."""
+    return get_family(spec.name).num_privileged_states > 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,9 @@ _SOURCES: dict[str, _Entry] = {
         "qlearning",
     ),
     "ucbq": _Entry(_tabular, "categorical observations", lambda env, keys, T, cfg: UCBQ(env, keys, cfg.ucbq), "ucbq"),
+    "privq": _Entry(
+        _privileged, "a privileged state", lambda env, keys, T, cfg: PrivQ(env, keys, T, cfg.privq), "privq"
+    ),
     "noise": _Entry(
         lambda spec: True,
         "",
@@ -145,7 +160,7 @@ def make_source(name: str, env: BatchedEnv, seed: int, ids: np.ndarray, total_st
         env: the batched env the learners act in (the expert sources read its `expert_action`).
         seed: run seed; with `ids` it fixes every random number (see module docstring).
         ids: (N,) the learners' global indices (e.g. their row in the whole dataset).
-        total_steps: length of each history in steps; sets the epsilon schedules of noise and qlearning.
+        total_steps: length of each history in steps; sets the epsilon schedules of noise, qlearning, privq.
         cfg: hyperparameters; only `cfg.<name>` is used.
     """
     check_source(name, env.spec.name)
@@ -167,21 +182,27 @@ def rollout(
     hidden reset step is ever recorded, design.md).
 
     Returns ({"obs": (N, T, *obs_shape) obs_dtype, "actions": (N, T) uint8, "rewards": (N, T) float32,
-    "dones": (N, T) bool}, the observation to act on next (N, *obs_shape)).
+    "dones": (N, T) bool}, the observation to act on next (N, *obs_shape)). Where the env has a stored form
+    (`EnvSpec.stored_shape`, Watermaze's pixels), "obs" holds it instead: (N, T, *stored_shape) stored_dtype.
     """
     n, spec = env.num_envs, env.spec
     if o_t is None:
         o_t = env.reset()
+    stores = env if isinstance(env, StoresObs) and spec.stored_shape is not None else None
+    obs_shape, obs_dtype = spec.obs_shape, spec.obs_dtype
+    if stores is not None and spec.stored_shape is not None:
+        obs_shape, obs_dtype = spec.stored_shape, spec.stored_dtype
     out: dict[str, np.ndarray] = {
-        "obs": np.empty((n, num_steps, *spec.obs_shape), dtype=spec.obs_dtype),
+        "obs": np.empty((n, num_steps, *obs_shape), dtype=obs_dtype),
         "actions": np.empty((n, num_steps), dtype=np.uint8),
         "rewards": np.empty((n, num_steps), dtype=np.float32),
         "dones": np.empty((n, num_steps), dtype=bool),
     }
     for t in range(num_steps):
         a_t = source.act(o_t)  # (N,)
+        o_rec = o_t if stores is None else stores.stored_obs()  # (N, *obs_shape): read before the step changes it
         o_tp1, r_t, done_t = env.step(a_t)
-        out["obs"][:, t], out["actions"][:, t], out["rewards"][:, t], out["dones"][:, t] = o_t, a_t, r_t, done_t
+        out["obs"][:, t], out["actions"][:, t], out["rewards"][:, t], out["dones"][:, t] = o_rec, a_t, r_t, done_t
         source.update(o_t, a_t, r_t, o_tp1, done_t)
         if done_t.all():
             o_tp1 = env.reset()
@@ -195,6 +216,7 @@ __all__ = [
     "SOURCE_NAMES",
     "A2CConfig",
     "NoiseConfig",
+    "PrivQConfig",
     "QLearningConfig",
     "Source",
     "SourceConfig",

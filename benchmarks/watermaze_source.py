@@ -1,0 +1,103 @@
+"""The Watermaze source (`privq`, Q-learning over the env's privileged state): its learning curve and speed.
+
+Runs `--learners` learners, one training task each (spread over the 900 training tasks), for a history of
+`--episodes` episodes of 50 steps, and prints the mean return per tenth of the history (over learners and
+the tenth's episodes), the first and last tenths next to the random and optimal returns, and env steps/s.
+
+The learners read only the env's privileged state, not its frames, so the curve is measured on an env that
+skips drawing them (`Blind` below: the same dynamics, rewards and state, an empty observation). The speed
+of the real generation loop (`sources.rollout`, a frame drawn every step) is timed separately for a few
+steps at `--env`'s resolution.
+
+    .venv/bin/python benchmarks/watermaze_source.py
+    .venv/bin/python benchmarks/watermaze_source.py --learners 900 --episodes 500
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tyro
+
+from algodistill import rng
+from algodistill.envs import get_family
+from algodistill.envs.watermaze import WatermazeEnv, WatermazeFamily
+from algodistill.sources import SourceConfig, make_source, rollout
+from algodistill.sources.privq import PrivQ
+
+
+@dataclass(frozen=True)
+class Args:
+    learners: int = 64
+    """learners stepped together, one training task each"""
+    episodes: int = 1000
+    """history length in episodes of 50 steps"""
+    env: str = "watermaze-small"
+    """the family whose rendering `rollout` is timed with (the curve does not depend on the resolution)"""
+    render_steps: int = 200
+    """steps of the rendered generation loop to time"""
+    seed: int = 0
+    """run seed"""
+
+
+class Blind(WatermazeEnv):
+    """A Watermaze env that draws nothing: its observation is an empty (N, 0) array."""
+
+    def render(self) -> np.ndarray:
+        return np.zeros((self.num_envs, 0), dtype=np.uint8)
+
+
+def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Returns of every episode (learners, episodes) of `privq` on a blind env, and its env steps/s."""
+    env = Blind(family, family.centres[tasks], tasks)
+    H = family.spec.episode_length
+    T = args.episodes * H
+    src = PrivQ(env, rng.learner_keys(args.seed, np.arange(len(tasks))), T, SourceConfig().privq)
+    returns = np.zeros((len(tasks), args.episodes))  # (N, E)
+    o_t = env.reset()
+    t0 = time.perf_counter()
+    for t in range(T):  # `rollout` without recording
+        a_t = src.act(o_t)
+        o_tp1, r_t, done_t = env.step(a_t)
+        src.update(o_t, a_t, r_t, o_tp1, done_t)
+        returns[:, t // H] += r_t
+        o_t = env.reset() if done_t.all() else o_tp1
+    return returns, len(tasks) * T / (time.perf_counter() - t0)
+
+
+def rendered_steps_per_second(args: Args, tasks: np.ndarray) -> float:
+    """Env steps/s of `rollout` (a frame drawn and recorded every step) over `args.render_steps` steps."""
+    family = get_family(args.env)
+    env = family.make(tasks)
+    src = make_source("privq", env, args.seed, np.arange(len(tasks)), args.episodes * 50, SourceConfig())
+    t0 = time.perf_counter()
+    rollout(env, src, args.render_steps)
+    return len(tasks) * args.render_steps / (time.perf_counter() - t0)
+
+
+def main(args: Args) -> None:
+    family = get_family("watermaze")
+    assert isinstance(family, WatermazeFamily)
+    train = family.split("train")
+    tasks = train[np.linspace(0, len(train) - 1, args.learners).astype(np.int64)]  # spread over the split
+    print(f"privq on watermaze: {args.learners} training tasks x {args.episodes} episodes ({args.episodes * 50} steps)")
+    print(f"config: {SourceConfig().privq}")
+    returns, blind_sps = learning_curve(args, family, tasks)
+    tenth = args.episodes // 10
+    blocks = returns[:, : 10 * tenth].reshape(len(tasks), 10, tenth).mean(axis=(0, 2))  # (10,)
+    print("mean return per tenth of the history:")
+    for k, b in enumerate(blocks):
+        print(f"  episodes {k * tenth + 1:>5}-{(k + 1) * tenth:<5} {b:.3f}")
+    random, optimal = family.random_return(tasks).mean(), family.optimal_return(tasks).mean()
+    print(f"first 10%: {blocks[0]:.3f}  last 10%: {blocks[-1]:.3f}  (random {random:.3f}, optimal {optimal:.3f})")
+    print(f"first 10 episodes: {returns[:, :10].mean():.3f}")
+    last = returns[:, -tenth:].mean(axis=1)  # (N,)
+    print(f"learners with a last-10% return under 0.5: {(last < 0.5).sum()} of {len(tasks)}")
+    print(f"env steps/s, no frames drawn: {blind_sps:,.0f}")
+    print(f"env steps/s, rollout at {args.env} (frames drawn): {rendered_steps_per_second(args, tasks):,.0f}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
