@@ -80,6 +80,18 @@ def test_fixed_task_and_render():
     assert env.render() == "task=42 obs=[4, 4]"
 
 
+def test_an_image_env_renders_its_frame():
+    env = gymnasium.make("algodistill/WatermazeSmall-v0", task=3, render_mode="rgb_array")
+    o, _ = env.reset()
+    frame = env.render()
+    assert frame.shape == (36, 48, 3) and frame.dtype == np.uint8 and (frame == o).all()
+    text = gymnasium.make("algodistill/WatermazeSmall-v0", task=3, render_mode="ansi")
+    text.reset()
+    assert text.render() == "task=3 obs=image (36, 48, 3)"
+    with pytest.raises(UserError, match="render_mode='rgb_array' does not fit darkroom: choose ansi"):
+        gymnasium.make("algodistill/DarkRoom-v0", render_mode="rgb_array")
+
+
 def test_reset_seed_is_deterministic_and_unseeded_reset_continues_the_stream():
     env = gymnasium.make("algodistill/KeyToDoor-v0", task=7)
     first = [env.reset(seed=5)[0].tolist()] + [env.reset()[0].tolist() for _ in range(9)]

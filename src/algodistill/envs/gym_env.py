@@ -19,12 +19,13 @@ import numpy as np
 from gymnasium import spaces
 
 from algodistill.envs.base import BatchedEnv, TaskFamily
+from algodistill.errors import UserError
 
 
 class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
     """One task of a family as a plain `gymnasium.Env`."""
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
 
     def __init__(self, family: str, task: int | None = None, render_mode: str | None = None):
         from algodistill.envs import get_family
@@ -38,6 +39,11 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
         else:  # pixels
             self.observation_space = spaces.Box(0, 255, spec.obs_shape, dtype=np.uint8)
         self.action_space = spaces.Discrete(spec.num_actions)
+        # rgb_array only where there is an image (the class lists both, for gymnasium.make's check)
+        self.metadata = {**self.metadata, "render_modes": ["ansi"] + ([] if spec.obs_high else ["rgb_array"])}
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = " or ".join(self.metadata["render_modes"])
+            raise UserError(f"render_mode={render_mode!r} does not fit {spec.name}: choose {modes}")
         self.render_mode = render_mode
         self.task: int | None = None
         self._inner: BatchedEnv | None = None
@@ -76,7 +82,12 @@ class AlgoDistillEnv(gym.Env[np.ndarray, np.int64]):
         self._obs = o[0].astype(self._obs.dtype)
         return self._obs, float(r[0]), False, truncated, {"task": self.task}
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        """ansi: the task and the observation as text (an image's shape only); rgb_array: an image env's
+        current frame (what the agent sees; the families draw no top-down view)."""
         if self.render_mode == "ansi":
-            return f"task={self.task} obs={self._obs.tolist()}"
+            shown = self._obs.tolist() if self.family.spec.obs_high is not None else f"image {self._obs.shape}"
+            return f"task={self.task} obs={shown}"
+        if self.render_mode == "rgb_array":
+            return self._obs.copy()
         return None
