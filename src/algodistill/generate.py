@@ -27,6 +27,7 @@ import tyro
 from algodistill import __version__, dataset
 from algodistill.dataset import Histories
 from algodistill.envs import get_family
+from algodistill.envs.base import StoresObs
 from algodistill.errors import UserError, check_output, parse_part
 from algodistill.jsonio import jsonable
 from algodistill.progress import Bar
@@ -118,6 +119,8 @@ def generate_shard(cfg: GenerateConfig, shard: int, on_chunk: Any = None) -> dat
     tasks = learner_tasks(cfg)[ids]
     env = family.make(tasks, seed=cfg.seed, ids=ids)
     src = make_source(cfg.source, env, cfg.seed, ids, cfg.steps, cfg.sources)
+    if isinstance(env, StoresObs) and not getattr(src, "reads_obs", True):
+        env.draw = False  # the data keeps the stored form and the source never looks: skip drawing (~10x faster)
     parts: list[dict[str, np.ndarray]] = []
     o_t = None
     for t0 in range(0, cfg.steps, _CHUNK_STEPS):

@@ -36,6 +36,10 @@ class StoresObs(Protocol):
     """A batched env whose spec has a stored form (`EnvSpec.stored_shape`): what a dataset records of the
     current observation, from which `TaskFamily.decode_obs` redraws it exactly."""
 
+    draw: bool
+    """False: reset and step return the stored form instead of drawing the observation, for a caller
+    that never looks at it (generation with a source that reads the env's state, not its frames)."""
+
     def stored_obs(self) -> np.ndarray:
         """The stored form of every task's current observation. (N, *stored_shape)"""
         ...

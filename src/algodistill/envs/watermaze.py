@@ -158,6 +158,7 @@ class WatermazeEnv:
         self.reached = np.zeros(self.num_envs, dtype=bool)  # (N,)
         self.num_privileged_states = family.num_privileged_states
         self.t = -1  # steps taken in the current episode; -1 until the first reset
+        self.draw = True  # False: return the stored form, not the frame (`envs.base.StoresObs`)
 
     def reset(self) -> np.ndarray:
         """Start a new episode at the centre facing +x (fixed start, paper App. C). (N, H, W, 3) uint8"""
@@ -165,7 +166,7 @@ class WatermazeEnv:
         self.turn[:] = 0
         self.reached[:] = False
         self.t = 0
-        return self.render()
+        return self.render() if self.draw else self.stored_obs()
 
     def step(self, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply a_t (N,); return o_tp1 (N, H, W, 3) uint8, r_t (N,) float32, done_t (N,) bool."""
@@ -178,7 +179,7 @@ class WatermazeEnv:
         self.reached |= on
         self.t += 1
         done_t = np.full(self.num_envs, self.t == self.spec.episode_length)
-        return self.render(), r_t.astype(np.float32), done_t
+        return self.render() if self.draw else self.stored_obs(), r_t.astype(np.float32), done_t
 
     def state(self) -> WatermazeState:
         """Position, heading and whether the platform paid, copied; `render(state.pos, state.heading)`

@@ -46,7 +46,9 @@ from algodistill.sources.ucbq import UCBQ, UCBQConfig
 
 
 class Source(Protocol):
-    """N learners stepped together. `act` then `update`, once per env step, in that order."""
+    """N learners stepped together. `act` then `update`, once per env step, in that order. A source whose
+    class sets `reads_obs = False` never looks at the observations (it reads the env's state or expert
+    action), so generation may skip drawing them (`envs.base.StoresObs.draw`)."""
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
         """Actions for the current observations. (N, *obs_shape) -> (N,) int64"""

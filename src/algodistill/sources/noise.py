@@ -46,6 +46,8 @@ class EpsilonExpert:
     With eps_start = eps_final = 0 this is the expert, with 1 and 1 the uniform-random policy.
     """
 
+    reads_obs = False  # it acts on the env's expert action and its own coins
+
     def __init__(
         self, env: BatchedEnv, keys: np.ndarray, total_steps: int, eps_start: float, eps_final: float, fraction: float
     ):

@@ -80,6 +80,8 @@ class PrivQConfig:
 class PrivQ:
     """N independent tabular Q-learners, one task each, over the env's privileged state."""
 
+    reads_obs = False  # the state is the env's: generation need not draw the frames
+
     def __init__(self, env: BatchedEnv, keys: np.ndarray, total_steps: int, cfg: PrivQConfig):
         assert isinstance(env, PrivilegedState)  # the registry: only envs with a privileged state
         self.env = env  # asked for the state after every reset and step
