@@ -25,7 +25,7 @@ from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.jsonio import from_jsonable, jsonable
 from algodistill.methods import get_method
-from algodistill.presets import PRESETS, SCALES, get_preset, train_defaults
+from algodistill.presets import PRESETS, get_preset, train_defaults
 from algodistill.sampler import Dataset
 from algodistill.train import TrainingDiverged, TrainingInterrupted, lr_at, train
 
@@ -307,8 +307,7 @@ def test_missing_dataset_is_a_user_error(tmp_path):
 # ----------------------------------------------------------------------------- config, presets, schedule, outputs
 
 
-@pytest.mark.parametrize("env", sorted({env for env, _ in PRESETS}))
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize(("env", "scale"), sorted(PRESETS))
 def test_job_round_trips_through_json(scale, env):
     job = train_defaults(["--env", env, "--preset", scale])
     assert from_jsonable(TrainJob, json.loads(json.dumps(jsonable(job)))) == job

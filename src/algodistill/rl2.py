@@ -123,6 +123,11 @@ class RL2TrainConfig:
 
     def __post_init__(self) -> None:
         family = get_family(self.env)  # UserError naming the envs
+        if family.spec.obs_high is None:
+            raise UserError(
+                f"env={self.env!r} has image observations: RL^2 reads categorical ones only (its pixel encoder, "
+                "and Table 6's Watermaze DQN, are not built)"
+            )
         if self.tasks < 1 or self.unroll < 1 or self.steps < 1 or self.ckpt_every < 1:
             raise UserError(
                 f"tasks={self.tasks}, unroll={self.unroll}, steps={self.steps} and ckpt_every={self.ckpt_every} "

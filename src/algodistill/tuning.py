@@ -35,7 +35,7 @@ from algodistill.evaluate import eval_streams, rollout_source
 from algodistill.sources import SourceConfig
 
 ANNEAL_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-"""qlearning / noise: fractions of the E-episode history over which epsilon anneals"""
+"""qlearning / noise / privq: fractions of the E-episode history over which epsilon anneals"""
 A2C_LR_SCALES = (0.3, 1.0, 3.0, 10.0)
 """a2c: multiples of the config's Adam learning rate"""
 UCB_CS = (0.25, 0.5, 1.0, 2.0)
@@ -63,6 +63,7 @@ def candidates(source: str, cfg: SourceConfig) -> list[tuple[dict[str, float], S
     grids: dict[str, tuple[str, tuple[float, ...]]] = {
         "qlearning": ("anneal_fraction", ANNEAL_FRACTIONS),
         "noise": ("anneal_fraction", ANNEAL_FRACTIONS),
+        "privq": ("anneal_fraction", ANNEAL_FRACTIONS),
         "a2c": ("lr", tuple(s * cfg.a2c.lr for s in A2C_LR_SCALES)),
         "ucb": ("c", UCB_CS),
     }
