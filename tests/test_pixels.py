@@ -88,6 +88,7 @@ def test_a_tiny_run_trains_ad_with_a_conv_encoder_on_frames(tmp_path):
     root = run(cfg)
     report = json.loads((root / "report.json").read_text())
     assert set(report["curves"]) == {"ad", "ed"} and len(report["curves"]["ad"]) == 3
+    assert (root / "frames.png").is_file() and "![frames](frames.png)" in (root / "report.md").read_text()
     with h5py.File(root / "seed-0" / "data" / "ad" / "shard-00000.h5") as f:
         assert f["obs"].shape == (4, 500, 3)  # the stored form
 

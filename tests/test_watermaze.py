@@ -383,3 +383,14 @@ def test_bad_input_is_one_line(family):
     with pytest.raises(UserError) as e:
         gym_env.step(1.5)
     assert one_line(e).startswith("action=array([1.5])") and "[0, 8)" in str(e.value)
+
+
+def test_the_report_strip_shows_start_platform_ahead_and_reached():
+    family = get_family("watermaze-small")
+    for task in family.split("test")[:5]:
+        frames = family.frame_strip(int(task))
+        captions = [c for c, _ in frames]
+        assert captions[0] == "start" and captions[-1].startswith("on the platform")
+        assert len(frames) in (2, 3) and all(f.shape == (36, 48, 3) for _, f in frames)
+        np.testing.assert_array_equal(frames[0][1], family.make(np.array([task])).reset()[0])
+    assert get_family("darkroom").frame_strip(3) == []

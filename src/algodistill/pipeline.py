@@ -131,6 +131,8 @@ def run(cfg: RunConfig) -> Path:
     evaluated = _evaluated(cfg)
     styles = {name: (get_method(name).label, get_method(name).color) for name in evaluated} | BASELINE_STYLES
 
+    main_name = next(c for c, split in _conds(family) if split == "test")
+
     def report() -> None:
         metrics = {
             m: [_replica_dir(cfg, s) / m / "metrics.jsonl" for s in cfg.train_seed_list] for m in cfg.trained_methods
@@ -159,19 +161,20 @@ def run(cfg: RunConfig) -> Path:
             env=cfg.env,
             preset=cfg.preset,
             conditions=conditions,
-            main_name=next(c for c, split in _conds(family) if split == "test"),
+            main_name=main_name,
             styles=styles,
             task_optimal=family.optimal_return,
             describe_task=family.describe_task,
             timings=timings,
             extra={**extra, "run_config": resolved_config(cfg)},
+            frames=family.frame_strip(int(streams[main_name][0])),
         )
 
     inputs = [p for s in cfg.train_seed_list for p in _replica_files(cfg, s)]
     inputs += [p for files in baselines.values() for p in files.values()] + ([tuned_json] if baselines else [])
-    report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png")]
+    report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png", "frames.png")]
     report_record = {"env": cfg.env, "preset": cfg.preset, "methods": evaluated, "seeds": cfg.train_seed_list}
-    stages.run("report", report_record, inputs, report_files, report)
+    stages.run("report", report_record, inputs, lambda: [p for p in report_files if p.is_file()], report)
     # the resolved config of the finished run (written last: a refused re-run leaves the old one)
     atomic_write_json(root / "config.json", resolved_config(cfg))
     if not cfg.quiet:

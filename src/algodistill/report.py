@@ -154,6 +154,24 @@ def plot_losses(path: Path, metrics: dict[str, list[Path]], styles: Styles) -> N
     plt.close(fig)
 
 
+def plot_frames(path: Path, frames: list[tuple[str, np.ndarray]]) -> None:
+    """A strip of captioned observations (an image env's task, seen as the agent sees it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.3), squeeze=False)
+    for ax, (caption, frame) in zip(axes[0], frames, strict=True):
+        ax.imshow(frame, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -212,8 +230,10 @@ def write_report(
     describe_task: Callable[[int], str],
     timings: dict[str, float],
     extra: dict[str, Any] | None = None,
+    frames: list[tuple[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Write curves.png, report.md and report.json into run_dir; return the report dict.
+    """Write curves.png, report.md and report.json into run_dir (and frames.png, a strip of what the agent
+    sees, when `frames` are given: image envs); return the report dict.
 
     `conditions` maps each test condition to its results, and `main_name` names the one whose curves,
     summaries and per-task table lead the report (the env's "test" split); with more than one condition
@@ -246,6 +266,8 @@ def write_report(
     if len(conditions) > 1 and "source" in main.baselines:  # the normalised score needs the source
         report["conditions"] = {name: _condition_summary(c) for name, c in conditions.items()}
     plot_curves(run_dir / "curves.png", f"{env} ({main_name})", main, styles)
+    if frames:
+        plot_frames(run_dir / "frames.png", frames)
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_bytes(run_dir / "report.md", _markdown(report, main, styles, run_dir, timings).encode())
     return report
@@ -299,6 +321,10 @@ def _markdown(report: dict[str, Any], main: Condition, styles: Styles, run_dir: 
         *about,
         "",
         "![curves](curves.png)",
+        "",
+        "The task as the agent sees it (the expert on a held-out task): ![frames](frames.png)"
+        if (run_dir / "frames.png").exists()
+        else "",
         "",
         "Training: ![loss](loss.png)" if (run_dir / "loss.png").exists() else "",
         "",

@@ -114,6 +114,11 @@ class TaskFamily(ABC):
         """A task in words, for reports (e.g. "goal (2, 7)")."""
         return f"task {task}"
 
+    def frame_strip(self, task: int) -> list[tuple[str, np.ndarray]]:
+        """A few captioned observations of an image family's task for reports (the expert from the start),
+        so that a reader sees the task; [] for families whose observations are not images."""
+        return []
+
     def decode_obs(self, stored: np.ndarray) -> np.ndarray:
         """Observations redrawn from their stored form (`EnvSpec.stored_shape`), exactly as the env showed
         them: (..., *stored_shape) -> (..., *obs_shape). Only for families that declare a stored form."""

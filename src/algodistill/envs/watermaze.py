@@ -284,6 +284,25 @@ class WatermazeFamily(TaskFamily):
         x, y = self.centres[task]
         return f"platform at ({x:.2f}, {y:.2f})"
 
+    def frame_strip(self, task: int) -> list[tuple[str, np.ndarray]]:
+        """The expert's view on `task`: at the start, on its first step with the hidden platform's centre in
+        the field of view (unless it reaches the platform then), and on reaching it."""
+        env = self.make(np.array([task]))
+        frames = [("start", env.reset()[0])]
+        seen = False
+        for _ in range(self.spec.episode_length):
+            o, r, _ = env.step(env.expert_action())
+            to = env.centres[0] - env.pos[0]  # (2,)
+            bearing = math.atan2(to[1], to[0]) - env.heading()[0]
+            in_view = abs(math.remainder(bearing, 2 * math.pi)) < math.radians(SCENE.fov / 2)
+            if in_view and not seen and r[0] == 0:
+                frames.append(("platform ahead (hidden)", o[0]))
+                seen = True
+            if r[0] > 0:
+                frames.append((f"on the platform, step {env.t}", o[0]))
+                break
+        return frames
+
     def decode_obs(self, stored: np.ndarray) -> np.ndarray:
         """Frames from their stored form (`WatermazeEnv.stored_obs`): (..., 3) -> (..., H, W, 3) uint8."""
         lead = stored.shape[:-1]
