@@ -98,7 +98,7 @@ def test_ad_make_batch_by_hand() -> None:
     pad = torch.zeros(B, L, dtype=torch.bool)  # (B, L)
     pad[0, 0] = True
     obs[0, 0], actions[0, 0], rewards[0, 0] = 0, 0, 0.0
-    windows = Windows(obs, actions, rewards, torch.zeros(B, L, dtype=torch.bool), pad)
+    windows = Windows(obs, actions, rewards, torch.zeros(B, L, dtype=torch.bool), pad, torch.zeros(B, dtype=torch.long))
 
     batch = AD().make_batch(windows, GRID)
     obs_t, a_tm1, r_tm1 = batch.inputs

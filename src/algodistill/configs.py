@@ -180,9 +180,10 @@ def parse_replicas(replicas: str | None) -> tuple[int, int]:
     return (0, 1) if replicas is None else parse_part(replicas, "replicas")
 
 
-BASELINES = ("ed", "source", "rl2")
-"""What `RunConfig.baselines` may name: ED is a method trained on data (`methods.ed`), the source runs
-from scratch on the held-out streams, RL^2 is trained online (`algodistill.rl2`)."""
+BASELINES = ("ed", "source", "rl2", "dpt")
+"""What `RunConfig.baselines` may name: ED and DPT are methods trained on data (`methods.ed`; DPT on AD's
+source with `methods.dpt`'s or else AD's number of histories), the source runs from scratch on the
+held-out streams, RL^2 is trained online (`algodistill.rl2`)."""
 
 
 def parse_baselines(text: str) -> list[str]:
@@ -228,7 +229,8 @@ class RunConfig:
     baselines: str = "ed,source"
     """comma-separated baselines beside AD: ed (trains the ED method of `methods`, when it has one), source
     (the data's source and the source tuned to the budget, from scratch on the held-out streams), rl2
-    (RL^2 trained online on the training tasks by `algodistill rl2`'s preset, one per training seed)"""
+    (RL^2 trained online on the training tasks by `algodistill rl2`'s preset, one per training seed), dpt
+    (DPT: AD's model trained on the optimal action at each observation of AD's source's histories)"""
     rl2_steps: int | None = None
     """env-step budget of each RL^2 training when rl2 is a baseline (default: the rl2 preset's)"""
     name: str | None = None
@@ -295,8 +297,13 @@ class RunConfig:
 
     @property
     def trained_methods(self) -> dict[str, MethodConfig]:
-        """The methods of `methods` that this run trains on data: all but those of BASELINES left out."""
-        return {n: m for n, m in self.methods.items() if n not in BASELINES or n in self.baseline_list}
+        """The methods that this run trains on data: those of `methods` but the BASELINES left out, and DPT
+        when listed (with AD's number of histories unless `methods` has a dpt)."""
+        listed = self.baseline_list
+        kept = {n: m for n, m in self.methods.items() if n not in BASELINES or n in listed}
+        if "dpt" in listed and "dpt" not in kept:
+            kept["dpt"] = self.methods.get("ad", MethodConfig())
+        return kept
 
     @property
     def train_seed_list(self) -> list[int]:

@@ -46,6 +46,7 @@ class Windows:
     rewards: torch.Tensor  # (B, L) float32, r_t
     dones: torch.Tensor  # (B, L) bool, done_t: step t ends its episode
     pad: torch.Tensor  # (B, L) bool: the step lies before its history's start (every field is 0 there)
+    task_ids: torch.Tensor  # (B,) int64: the task of each window's history (DPT's labels need it)
 
     def rows(self, lo: int, hi: int) -> Windows:
         """Windows lo..hi-1 of the batch (one DDP rank's share)."""
@@ -211,6 +212,7 @@ class Dataset:
             rewards=torch.from_numpy(rows["rewards"]),  # (B, L) float32
             dones=torch.from_numpy(((t + 1) % H == 0) & ~pad),  # (B, L) bool
             pad=torch.from_numpy(pad),  # (B, L)
+            task_ids=torch.from_numpy(self.task_ids[h]),  # (B,)
         )
 
     # -- whole histories (inspect, curves)

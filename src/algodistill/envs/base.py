@@ -114,6 +114,14 @@ class TaskFamily(ABC):
         """A task in words, for reports (e.g. "goal (2, 7)")."""
         return f"task {task}"
 
+    def optimal_action(self, task_ids: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """An optimal action of each task at each observation, for methods that learn from it (DPT):
+        task_ids (B,), obs (B, T, *obs_shape) -> (B, T) int64. Only where the observation determines it."""
+        raise UserError(
+            f"{self.spec.name} gives no optimal action for an observation (what is optimal depends on state "
+            "the observation hides, or is not computed): DPT runs on darkroom and darkroom-hard"
+        )
+
     def frame_strip(self, task: int) -> list[tuple[str, np.ndarray]]:
         """A few captioned observations of an image family's task for reports (the expert from the start),
         so that a reader sees the task; [] for families whose observations are not images."""

@@ -108,6 +108,13 @@ class DarkRoomFamily(TaskFamily):
         x, y = self.xy[task]
         return f"goal ({x}, {y})"
 
+    def optimal_action(self, task_ids: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Walk straight to the goal, then stay (`grid.greedy_action`): the expert's action at cell (x, y).
+        Hard: also once the goal has paid (staying is as good as anything then). (B, T) int64"""
+        goal = self.check_task_ids(np.asarray(task_ids))[:, None]  # (B, 1)
+        cell = obs[..., 0].astype(np.int64) * self.size + obs[..., 1]  # (B, T)
+        return grid.greedy_action(self.size, cell, goal).astype(np.int64)
+
     def optimal_return(self, task_ids: np.ndarray) -> np.ndarray:
         """Walk straight to the goal: it is reached after d steps (1 step, a no-op, when d = 0)."""
         d = np.maximum(grid.manhattan(self.size, self.centre, self.check_task_ids(task_ids)), 1)

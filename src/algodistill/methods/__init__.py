@@ -1,4 +1,4 @@
-"""Methods by name: AD, ED and RL^2 (trained online, `algodistill.rl2`), each a module here;
+"""Methods by name: AD, ED, DPT and RL^2 (trained online, `algodistill.rl2`), each a module here;
 `register_method` adds one from anywhere.
 
     method = get_method("ad")          # UserError naming the choices for an unknown name
@@ -12,10 +12,11 @@ from __future__ import annotations
 from algodistill.errors import UserError
 from algodistill.methods.ad import AD
 from algodistill.methods.base import NO_ACTION, Batch, Method, Policy, masked_nll
+from algodistill.methods.dpt import DPT
 from algodistill.methods.ed import ED
 from algodistill.methods.rl2 import RL2
 
-_METHODS: dict[str, Method] = {m.name: m for m in (AD(), ED(), RL2())}
+_METHODS: dict[str, Method] = {m.name: m for m in (AD(), ED(), RL2(), DPT())}
 
 
 def register_method(method: Method) -> None:
