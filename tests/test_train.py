@@ -289,7 +289,7 @@ def test_bad_config_fails_before_creating_the_run_dir(data, tmp_path, overrides,
         (dict(train={"label_smoothing": 1.0}), "train.label_smoothing"),
         (dict(train={"min_lr": 1.0}), "train.min_lr=1.0 exceeds"),
         (dict(train={"iters": 0}), "train.iters=0 must be positive"),
-        (dict(method="dpt"), "method='dpt' is unknown: choose one of ad, ed"),
+        (dict(method="nope"), "method='nope' is unknown: choose one of ad, ed"),
         (dict(model={"encoder": EncoderConfig(kind="conv")}), "model.encoder.kind='conv' does not fit"),
     ],
 )
