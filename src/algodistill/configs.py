@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import tyro
 
 from algodistill.device import DeviceName
@@ -260,7 +261,9 @@ class RunConfig:
             )
         for name in self.methods:
             check_source(get_method(name).data_source(self.data.source), self.env)
-        parse_baselines(self.baselines)
+        if "dpt" in parse_baselines(self.baselines):  # DPT's targets: UserError for an env that gives none
+            family = get_family(self.env)
+            family.optimal_action(family.split("train")[:1], np.zeros((1, 1, *spec.obs_shape), spec.obs_dtype))
         if self.rl2_steps is not None and self.rl2_steps < 1:
             raise UserError(f"rl2_steps={self.rl2_steps} must be positive: pass --rl2-steps 1 or more")
         check_fits(self.model.encoder, spec)

@@ -70,8 +70,6 @@ def run(cfg: RunConfig) -> Path:
     pick_device(cfg.device)  # a missing CUDA device is reported before any work
     if "rl2" in cfg.baseline_list:
         _rl2_config(cfg, cfg.seed)  # and an env or preset without an RL^2 preset
-    if "dpt" in cfg.baseline_list:  # and an env without optimal actions for DPT's targets
-        family.optimal_action(family.split("train")[:1], family.make(family.split("train")[:1]).reset()[:, None])
     root.mkdir(parents=True, exist_ok=True)
 
     # -- replicas: data, training and in-context evaluation of every method, one training seed each
