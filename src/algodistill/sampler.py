@@ -39,7 +39,8 @@ CHUNK_CACHE_BYTES = 16 << 20  # lazy mode: HDF5 cache of decompressed chunks, pe
 
 @dataclass(frozen=True)
 class Windows:
-    """B windows of L consecutive steps of learning histories, as stored."""
+    """B windows of L consecutive steps of learning histories: the transitions as stored, the observations
+    as the env showed them (redrawn from a stored form)."""
 
     obs: torch.Tensor  # (B, L, *obs_shape) in the env's obs dtype, o_t (drawn from the stored form, if any)
     actions: torch.Tensor  # (B, L) int64, a_t
