@@ -48,7 +48,7 @@ from algodistill.progress import print_stage_table
 from algodistill.report import Condition, plot_losses, write_report
 from algodistill.rl2 import RL2TrainConfig, env_steps, fit_rl2, load_rl2
 from algodistill.sources import SourceConfig
-from algodistill.stages import Stages
+from algodistill.stages import Stages, recorded_seconds
 from algodistill.train import train
 from algodistill.tuning import tune_source
 
@@ -352,7 +352,7 @@ def _cost(cfg: RunConfig) -> dict[str, dict[str, float]]:
     seeds = cfg.train_seed_list
 
     def seconds(stages: list[str]) -> float:
-        return float(np.mean([sum(_seconds(_replica_dir(cfg, s), st) for st in stages) for s in seeds]))
+        return float(np.mean([sum(recorded_seconds(_replica_dir(cfg, s), st) for st in stages) for s in seeds]))
 
     cost = {
         m: {"env_steps": float(mc.histories * cfg.data.steps), "seconds": seconds([f"data-{m}", f"train-{m}"])}
@@ -362,14 +362,8 @@ def _cost(cfg: RunConfig) -> dict[str, dict[str, float]]:
         steps = [env_steps(safe_torch_load(_rl2_config(cfg, s).out_dir / CKPT_NAME)) for s in seeds]
         cost["rl2"] = {"env_steps": float(np.mean(steps)), "seconds": seconds(["train-rl2"])}
     if "source" in cfg.baseline_list:  # (the tuned source's search on training tasks is not counted: left out)
-        cost["source"] = {"env_steps": 0.0, "seconds": _seconds(cfg.run_dir, "eval-source")}
+        cost["source"] = {"env_steps": 0.0, "seconds": recorded_seconds(cfg.run_dir, "eval-source")}
     return cost
-
-
-def _seconds(run_dir: Path, stage: str) -> float:
-    """Wall seconds of a finished stage, from its record."""
-    record = read_json(run_dir / "stages" / f"{stage}.json", "re-run to redo the stage")
-    return float(record["seconds"])
 
 
 def _returns(path: Path) -> np.ndarray:

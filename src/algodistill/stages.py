@@ -20,6 +20,16 @@ from algodistill.errors import UserError
 from algodistill.jsonio import read_json
 
 
+def record_path(run_dir: Path, stage: str) -> Path:
+    """Where a run directory keeps the record of a stage."""
+    return run_dir / "stages" / f"{stage}.json"
+
+
+def recorded_seconds(run_dir: Path, stage: str) -> float:
+    """Wall seconds of a finished stage, from its record (UserError if the record is missing or unreadable)."""
+    return float(read_json(record_path(run_dir, stage), "re-run to redo the stage")["seconds"])
+
+
 class Stages:
     """Runs stages in order in a run directory, skipping those whose record still matches."""
 
@@ -32,7 +42,7 @@ class Stages:
         self.ran: dict[str, bool] = {}  # True: ran in this process, False: skipped
 
     def _record_path(self, stage: str) -> Path:
-        return self.run_dir / "stages" / f"{stage}.json"
+        return record_path(self.run_dir, stage)
 
     def _hashes(self, paths: list[Path]) -> dict[str, str | None]:
         return {str(p.relative_to(self.run_dir)): sha256_file(p) if p.is_file() else None for p in paths}
