@@ -34,6 +34,15 @@ def test_every_preset_is_a_complete_valid_run(env, scale):
     assert run_hash(cfg) == run_hash(get_preset(env, scale))  # a preset is a value: the same every time
 
 
+def test_watermazes_quick_preset_runs_at_36_by_48(capsys):
+    # `algodistill run watermaze` on a CPU renders at the quick size (presets.ALIASES); paper stays at 72 x 96
+    assert get_preset("watermaze", "quick") == get_preset("watermaze-small", "quick")
+    assert printed(capsys, "watermaze")["env"] == "watermaze-small"
+    assert printed(capsys, "watermaze", "--preset", "paper")["env"] == "watermaze"
+    quick = get_preset("watermaze-small", "quick")
+    assert (quick.model.encoder.kind, quick.eval.episodes) == ("conv", 160)  # Fig. 4's 160 episodes
+
+
 def test_presets_hold_the_env_specific_values():
     # paper Table 1 and App. F (Dark Room Hard), Fig. 7 (Key-to-Door context), Table 4 (the A2C source)
     hard = get_preset("darkroom-hard", "paper")

@@ -148,3 +148,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and message in r.stderr
     assert not out.exists()
+
+
+def test_tasks_runs_the_learners_on_a_fixed_subset_of_the_split(tmp_path):
+    from algodistill.generate import learner_tasks
+
+    c = cfg(tmp_path, "t", histories=10, steps=20, tasks=3)
+    tasks = learner_tasks(c)
+    assert len(set(tasks)) == 3 and set(tasks) <= set(get_family("darkroom").split("train"))
+    assert (learner_tasks(cfg(tmp_path, "u", histories=10, steps=20, tasks=3, seed=7)) == tasks).all()
+    assert c.data_config()["tasks"] == 3 and "tasks" not in cfg(tmp_path, "v", histories=2, steps=20).data_config()
+    with pytest.raises(UserError, match="tasks=66 is outside the 65 tasks of split 'train': choose 1 to 65"):
+        cfg(tmp_path, "w", tasks=66)

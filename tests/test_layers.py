@@ -35,6 +35,7 @@ LAYERS = [
     ("presets",),
     ("stages",),
     ("pipeline",),
+    ("studies",),
     ("cli",),
 ]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}

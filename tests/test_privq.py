@@ -182,6 +182,25 @@ def test_epsilon_schedule_and_greedy_ties() -> None:
     assert a.dtype == np.int64 and a.shape == (200,) and set(np.unique(a)) == set(range(8))
 
 
+def test_state_tiebreak_acts_alike_in_a_state_until_its_values_differ() -> None:
+    env = get_family("watermaze-small").make(np.arange(200) % 900)
+    src = PrivQ(env, learner_keys(0, np.arange(200)), 1000, PrivQConfig(tiebreak="state"))
+    src.t = 900  # greedy; every Q is 0
+    o = env.reset()
+    first = src.act(o)
+    assert set(np.unique(first)) == set(range(8))  # spread over learners, as with "step"
+    for t in (901, 950):  # the same state later: the same action (with "step" the draws change with t)
+        src.t = t
+        np.testing.assert_array_equal(src.act(o), first)
+    src.q[0, src.s_t[0], (first[0] + 1) % 8] = 1.0  # once a value differs, the greedy action follows it
+    assert src.act(o)[0] == (first[0] + 1) % 8
+    step = PrivQ(env, learner_keys(0, np.arange(200)), 1000, PrivQConfig())
+    step.t = 900
+    a900 = step.act(o)
+    step.t = 901
+    assert (step.act(o) != a900).any()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Contracts: the registry, determinism, batch invariance, the recorded observation
 

@@ -41,6 +41,14 @@ def test_a_draw_depends_only_on_its_own_seed_id_counter_and_stream(seed, ids, co
     assert len(np.unique(keys)) == len(keys)  # distinct learners, distinct keys
 
 
+def test_uniform_each_is_uniform_with_a_counter_per_key():
+    keys = rng.learner_keys(3, np.arange(5))
+    counters = np.array([0, 7, 7, 2**40, 3])
+    each = rng.uniform_each(keys, counters, stream=9)
+    for i, c in enumerate(counters):
+        assert each[i] == rng.uniform(keys[i : i + 1], int(c), 9)[0]
+
+
 @given(start=st.integers(0, 2**40), count=st.integers(0, 40), stream=st.integers(0, 0xFFFF))
 @settings(max_examples=50, deadline=None)
 def test_uniform_block_equals_stacked_draws(start, count, stream):

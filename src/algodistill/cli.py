@@ -35,6 +35,7 @@ from algodistill.generate import GenerateConfig, generate
 from algodistill.pipeline import resolved_config, run
 from algodistill.presets import check_same_base, rl2_defaults, run_defaults, train_defaults
 from algodistill.rl2 import RL2TrainConfig, train_rl2
+from algodistill.studies import AblateConfig, ablate
 from algodistill.train import TrainingDiverged, train
 
 
@@ -125,6 +126,7 @@ COMMANDS: dict[str, _Command] = {
     "pretrained": _Command(PretrainedConfig, pretrained, summary="the models shipped in the package"),
     "play": _Command(PlayConfig, play, summary="a trained model in context on one task of its Gymnasium env"),
     "config": _Command(RunConfig, show_config, run_defaults, "print the resolved configuration of a run, as JSON"),
+    "ablate": _Command(AblateConfig, ablate, summary="one of the paper's ablations as a set of runs (STUDY ENV)"),
 }
 
 
@@ -161,6 +163,8 @@ def _one_line(box: str, prog: str) -> str:
 def _parse(command: str, args: Sequence[str]) -> Any:
     c, prog = COMMANDS[command], f"algodistill {command}"
     default = c.defaults(args) if c.defaults is not None else None
+    if isinstance(default, RunConfig) and default.config is None and args[0] != default.env:
+        args = [default.env, *args[1:]]  # ENV's preset runs another env (presets.ALIASES): name that one
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):

@@ -136,11 +136,15 @@ class DataConfig:
     """env steps per history T, a whole number of episodes (every method's data has this length)"""
     shard_size: int = 500
     """histories per shard file (the data does not depend on it)"""
+    tasks: int | None = None
+    """training tasks the histories run on, a fixed-seed subset of the train split (default: all; paper Fig. 12)"""
     sources: Annotated[SourceConfig, tyro.conf.arg(name="")] = field(default_factory=SourceConfig)
     """hyperparameters of the source algorithms (only the chosen ones are used)"""
 
     def __post_init__(self) -> None:
         _positive(self, "data.", "steps", "shard_size")
+        if self.tasks is not None and self.tasks < 1:
+            raise UserError(f"data.tasks={self.tasks} must be positive: choose 1 or more, or leave it out for all")
 
 
 @dataclass(frozen=True)
@@ -167,9 +171,13 @@ class EvalConfig:
     """evaluation streams per task, each with its own env and action randomness"""
     greedy: bool = False
     """take the argmax action instead of sampling (paper App. B samples)"""
+    temperature: float = 1.0
+    """sample from softmax(logits / temperature) (1: the model's distribution, as in the paper)"""
 
     def __post_init__(self) -> None:
         _positive(self, "eval.", "episodes", "tasks", "streams_per_task")
+        if not self.temperature > 0:
+            raise UserError(f"eval.temperature={self.temperature} must be positive: choose e.g. 1.0")
 
 
 MAX_TRAIN_SEEDS = {"quick": 10, "paper": 5}
@@ -282,6 +290,12 @@ class RunConfig:
             raise UserError(
                 f"data.steps={self.data.steps} is not a whole number of {self.env} episodes of {H} steps: "
                 f"choose a multiple of {H}, e.g. --data.steps {max(H, self.data.steps // H * H)}"
+            )
+        n_train = len(get_family(self.env).split("train"))
+        if self.data.tasks is not None and self.data.tasks > n_train:
+            raise UserError(
+                f"data.tasks={self.data.tasks} is more than the {n_train} training tasks of {self.env}: "
+                f"choose 1 to {n_train}"
             )
         kept = kept_steps(self.data.steps, H, self.train.subsample)
         if self.model.context > kept:

@@ -45,16 +45,27 @@ def eval_streams(family: TaskFamily, split: str, num_tasks: int, streams_per_tas
     return np.repeat(tasks, streams_per_task)
 
 
-def sample_actions(logits: torch.Tensor, keys: np.ndarray, step: int, greedy: bool) -> np.ndarray:
-    """a_t from softmax(logits) at a hashed uniform per stream, so a stream's actions do not depend on how
-    many streams run together; or the argmax. logits (S, A) -> (S,) int64"""
+def sample_actions(
+    logits: torch.Tensor, keys: np.ndarray, step: int, greedy: bool, temperature: float = 1.0
+) -> np.ndarray:
+    """a_t from softmax(logits / temperature) at a hashed uniform per stream, so a stream's actions do not
+    depend on how many streams run together; or the argmax. logits (S, A) -> (S,) int64"""
     if greedy:
         return logits.argmax(dim=-1).cpu().numpy()
-    return rng.categorical(_probs(logits), rng.uniform(keys, step, stream=Stream.EVAL_ACTION))
+    return rng.categorical(_probs(logits, temperature), rng.uniform(keys, step, stream=Stream.EVAL_ACTION))
 
 
-def _probs(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (S, A)
+def _probs(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    return torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy()  # (S, A)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Whole episodes that fill every stream's context before it acts (paper Fig. 5: a demonstration)."""
+
+    obs: np.ndarray  # (S, P, *obs_shape) o_t as the env shows it
+    actions: np.ndarray  # (S, P) int64 a_t of the demonstrator
+    rewards: np.ndarray  # (S, P) float32 r_t
 
 
 class InContextActor:
@@ -82,24 +93,38 @@ class InContextActor:
         done_tm1: np.ndarray | None,
         *,
         greedy: bool = False,
+        temperature: float = 1.0,
         generator: np.random.Generator | None = None,
     ) -> np.ndarray:
         """a_t (S,) int64 of every stream, given o_t (S, *obs_shape) and what the previous step returned:
         r_{t-1} (S,) and done_{t-1} (S,) (None at the first step: reward 0, an episode starts).
         `generator`, when given, draws the sampling uniforms instead of the hashed per-stream ones."""
+        logits = self._step(o_t, r_tm1, done_tm1)
+        if generator is not None and not greedy:
+            a_t = rng.categorical(_probs(logits, temperature), generator.random(self.streams))  # (S,)
+        else:
+            a_t = sample_actions(logits, self.keys, self.t, greedy, temperature)  # (S,)
+        self.a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=self.device)
+        self.t += 1
+        return a_t
+
+    @torch.no_grad()
+    def observe(self, o_t: np.ndarray, a_t: np.ndarray, r_tm1: np.ndarray | None, done_tm1: np.ndarray | None) -> None:
+        """Feed a step whose action a_t (S,) someone else took (a prompt's demonstrator): the policy reads it
+        as its own, and nothing is sampled."""
+        self._step(o_t, r_tm1, done_tm1)
+        self.a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=self.device)
+        self.t += 1
+
+    def _step(self, o_t: np.ndarray, r_tm1: np.ndarray | None, done_tm1: np.ndarray | None) -> torch.Tensor:
+        """Advance the policy state by one step; logits (S, A) for a_t."""
         S, dev = self.streams, self.device
         r = torch.zeros(S) if r_tm1 is None else torch.as_tensor(r_tm1, dtype=torch.float32)  # (S,)
         done = torch.ones(S, dtype=torch.bool) if done_tm1 is None else torch.as_tensor(done_tm1, dtype=torch.bool)
         r, done = r.to(dev), done.to(dev)
         with autocast(dev):
             logits, self.state = self.policy.act(self.state, torch.as_tensor(o_t, device=dev), self.a_tm1, r, done)
-        if generator is not None and not greedy:
-            a_t = rng.categorical(_probs(logits), generator.random(S))  # (S,)
-        else:
-            a_t = sample_actions(logits, self.keys, self.t, greedy)  # (S,)
-        self.a_tm1 = torch.as_tensor(a_t, dtype=torch.long, device=dev)
-        self.t += 1
-        return a_t
+        return logits
 
 
 @torch.no_grad()
@@ -111,25 +136,33 @@ def rollout_policy(
     *,
     device: torch.device,
     greedy: bool = False,
+    temperature: float = 1.0,
     seed: int = 0,
     label: str | None = None,
+    prompt: Prompt | None = None,
 ) -> np.ndarray:
     """Run a policy from an empty context on every stream for `episodes` episodes; returns per episode (S, E).
 
     One policy step per env step and none for resets: the policy sees (o_t, a_{t-1}, r_{t-1}, done_{t-1})
     with a_{t-1} = NO_ACTION at each stream's first step. `label` names a progress bar (None: no bar).
+    A `prompt`'s episodes are fed first, as if the policy had taken them (paper Fig. 5); its return is not
+    counted.
     """
     S, H = len(stream_tasks), family.spec.episode_length
     env = family.make(stream_tasks, seed=seed, ids=np.arange(S))
     actor = InContextActor(policy, S, device=device, seed=seed)
     r_tm1: np.ndarray | None = None
     done_tm1: np.ndarray | None = None
+    if prompt is not None:
+        for t in range(prompt.actions.shape[1]):
+            actor.observe(prompt.obs[:, t], prompt.actions[:, t], r_tm1, done_tm1)
+            r_tm1, done_tm1 = prompt.rewards[:, t], np.full(S, (t + 1) % H == 0)
     returns = np.zeros((S, episodes))
     with Bar(label or "", episodes, unit="episodes", quiet=label is None) as bar:
         for e in range(episodes):
             o_t = env.reset()
             for _ in range(H):
-                a_t = actor.act(o_t, r_tm1, done_tm1, greedy=greedy)  # (S,)
+                a_t = actor.act(o_t, r_tm1, done_tm1, greedy=greedy, temperature=temperature)  # (S,)
                 o_t, r_tm1, done_tm1 = env.step(a_t)
                 returns[:, e] += r_tm1
             bar.note(f"return {returns[:, e].mean():.2f}")
@@ -150,7 +183,15 @@ def evaluate_policy(
     """A policy in context on a split's evaluation streams (`eval_streams`): (returns (S, E), task ids (S,))."""
     streams = eval_streams(family, split, cfg.tasks, cfg.streams_per_task)
     returns = rollout_policy(
-        policy, family, streams, cfg.episodes, device=device, greedy=cfg.greedy, seed=seed, label=label
+        policy,
+        family,
+        streams,
+        cfg.episodes,
+        device=device,
+        greedy=cfg.greedy,
+        temperature=cfg.temperature,
+        seed=seed,
+        label=label,
     )
     return returns, streams
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import tyro
 
-from algodistill import __version__, dataset
+from algodistill import __version__, dataset, rng
 from algodistill.dataset import Histories
 from algodistill.envs import get_family
 from algodistill.envs.base import StoresObs
@@ -54,6 +54,8 @@ class GenerateConfig:
     """steps per history T; a multiple of the episode length"""
     split: str = "train"
     """task split the learners run on"""
+    tasks: int | None = None
+    """learners run on this many tasks of the split, a fixed-seed subset (default: all of them)"""
     seed: int = 0
     """seed of every random number in the data"""
     shard_size: int = 500
@@ -70,7 +72,11 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         family = get_family(self.env)
         check_source(self.source, self.env)
-        family.split(self.split)
+        n_split = len(family.split(self.split))
+        if self.tasks is not None and not 1 <= self.tasks <= n_split:
+            raise UserError(
+                f"tasks={self.tasks} is outside the {n_split} tasks of split {self.split!r}: choose 1 to {n_split}"
+            )
         H = family.spec.episode_length
         for name in ("histories", "shard_size", "workers"):
             if getattr(self, name) < 1:
@@ -101,13 +107,18 @@ class GenerateConfig:
         d: dict[str, Any] = {
             k: getattr(self, k) for k in ("env", "source", "histories", "steps", "split", "seed", "shard_size")
         }
+        if self.tasks is not None:  # absent when all tasks run, as before the field existed: old records still hold
+            d["tasks"] = self.tasks
         d["source_config"] = source_config(self.source, self.sources)
         return dict(jsonable(d))  # as the manifest stores it (tuples become lists)
 
 
 def learner_tasks(cfg: GenerateConfig) -> np.ndarray:
-    """Task of every learner: the split's tasks in turn, several seeds each. (N,) int64"""
+    """Task of every learner: the split's tasks (or `cfg.tasks` of them, the same subset whatever the seed)
+    in turn, several seeds each. (N,) int64"""
     tasks = get_family(cfg.env).split(cfg.split)
+    if cfg.tasks is not None:
+        tasks = np.sort(rng.np_rng(0, len(tasks), cfg.tasks).choice(tasks, cfg.tasks, replace=False))
     return tasks[np.arange(cfg.histories) % len(tasks)]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def resolved_config(cfg: RunConfig) -> dict[str, object]:
     return {"run_hash": run_hash(cfg), **jsonable(cfg)}
 
 
-def run(cfg: RunConfig) -> Path:
-    """`algodistill run`: every stage, resumable; returns the run directory."""
+def run(cfg: RunConfig, reuse: Sequence[Path] = ()) -> Path:
+    """`algodistill run`: every stage, resumable; returns the run directory. `reuse`: other run directories
+    whose finished stages are taken where their config and inputs agree (`Stages`; a study's runs)."""
     family = get_family(cfg.env)
     root = cfg.run_dir
     check_output(cfg.runs, "runs", directory=True)
@@ -80,9 +82,9 @@ def run(cfg: RunConfig) -> Path:
     if cfg.workers > 1 and len(mine) > 1:
         ctx = multiprocessing.get_context("spawn")  # no forked torch/h5py state in the workers
         with ctx.Pool(min(cfg.workers, len(mine)), initializer=_share_cores, initargs=(cfg.workers,)) as pool:
-            results = pool.map(partial(_replica, cfg), mine)
+            results = pool.map(partial(_replica, cfg, reuse=reuse), mine)
     else:
-        results = [_replica(cfg, seed) for seed in mine]
+        results = [_replica(cfg, seed, reuse) for seed in mine]
     for t, r in results:
         timings |= t
         ran |= r
@@ -94,7 +96,7 @@ def run(cfg: RunConfig) -> Path:
         return root
 
     # -- baselines on every test condition's held-out streams: the data's source and the source tuned
-    stages = Stages(root, cfg.quiet)
+    stages = Stages(root, cfg.quiet, reuse=reuse)
     streams = {c: eval_streams(family, split, cfg.eval.tasks, cfg.eval.streams_per_task) for c, split in _conds(family)}
     baselines = {
         name: {c: root / "eval" / f"{name}{_suffix(split)}.npz" for c, split in _conds(family)}
@@ -183,11 +185,11 @@ def run(cfg: RunConfig) -> Path:
     return root
 
 
-def _replica(cfg: RunConfig, seed: int) -> tuple[dict[str, float], dict[str, bool]]:
+def _replica(cfg: RunConfig, seed: int, reuse: Sequence[Path] = ()) -> tuple[dict[str, float], dict[str, bool]]:
     """Data, training and evaluation of every method with training seed `seed`; returns its stages'
     timings and whether each ran (`Stages.timings`, `Stages.ran`), keyed seed-<s>/<stage>."""
     root = _replica_dir(cfg, seed)
-    stages = Stages(root, cfg.quiet, label=f"seed-{seed}/")
+    stages = Stages(root, cfg.quiet, label=f"seed-{seed}/", reuse=[d / root.name for d in reuse])
     family = get_family(cfg.env)
     device = pick_device(cfg.device)
     parallel = cfg.workers > 1 and cfg.train_seeds > 1  # the workers already run replicas side by side
@@ -209,7 +211,8 @@ def _replica(cfg: RunConfig, seed: int) -> tuple[dict[str, float], dict[str, boo
             device=cfg.device,
             quiet=cfg.quiet,
         )
-        stages.run(f"train-{name}", job.record(), [gen.out_dir / "manifest.json"], [ckpt], partial(train, job))
+        outputs = [ckpt, ckpt.parent / "metrics.jsonl"]  # the report reads the loss curve
+        stages.run(f"train-{name}", job.record(), [gen.out_dir / "manifest.json"], outputs, partial(train, job))
         # in context on every test condition, and on training tasks for comparison; the run's eval seed
         out = {split: _result(cfg, seed, name, split) for split in _eval_splits(family)}
         work = partial(_evaluate, ckpt, cfg, out, device)
@@ -277,6 +280,7 @@ def _generate_config(cfg: RunConfig, name: str, m: MethodConfig, seed: int, work
         out=_replica_dir(cfg, seed) / "data" / name,
         histories=m.histories,
         steps=cfg.data.steps,
+        tasks=cfg.data.tasks,
         seed=seed,
         shard_size=min(cfg.data.shard_size, m.histories),
         workers=workers,

@@ -91,6 +91,13 @@ def uniform(keys: np.ndarray, counter: int, stream: int = 0) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def uniform_each(keys: np.ndarray, counters: np.ndarray, stream: int = 0) -> np.ndarray:
+    """Draw number counters[i] of `stream` for keys[i]: `uniform` with a counter per key. (N,) float64"""
+    c = ((counters.astype(np.uint64) & np.uint64(0xFFFFFFFFFFFF)) << np.uint64(16)) | np.uint64(stream & 0xFFFF)
+    z = _mix(keys ^ _mix(c))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 def uniform_block(keys: np.ndarray, start: int, count: int, stream: int = 0) -> np.ndarray:
     """Draws number start .. start+count-1 of `stream` for every key, in one call. (N, count) float64
 

@@ -5,12 +5,18 @@ and its wall time. A re-run skips a stage whose record matches its config and in
 still verify; otherwise the stage runs again (a corrupt output is first moved aside as
 `<name>.corrupt`, never deleted), and so does every later stage whose inputs it changed. Stages are
 deterministic, so a redone stage usually writes the same bytes and what follows it still verifies.
+
+A study's runs (`algodistill.studies`) differ in a field or two, so most of their stages agree: `reuse`
+names other run directories whose finished stages are taken when their config and inputs match, their
+outputs hard-linked (copied across file systems) rather than computed again.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +39,11 @@ def recorded_seconds(run_dir: Path, stage: str) -> float:
 class Stages:
     """Runs stages in order in a run directory, skipping those whose record still matches."""
 
-    def __init__(self, run_dir: Path, quiet: bool, label: str = "") -> None:
+    def __init__(self, run_dir: Path, quiet: bool, label: str = "", reuse: Sequence[Path] = ()) -> None:
         self.run_dir = run_dir
         self.quiet = quiet
         self.label = label  # printed before stage names, e.g. "seed-1/"
+        self.reuse = [d for d in reuse if d.resolve() != run_dir.resolve()]  # run dirs whose stages may be taken
         (run_dir / "stages").mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}  # seconds of every stage (a skipped one's: when it ran)
         self.ran: dict[str, bool] = {}  # True: ran in this process, False: skipped
@@ -44,12 +51,13 @@ class Stages:
     def _record_path(self, stage: str) -> Path:
         return record_path(self.run_dir, stage)
 
-    def _hashes(self, paths: list[Path]) -> dict[str, str | None]:
-        return {str(p.relative_to(self.run_dir)): sha256_file(p) if p.is_file() else None for p in paths}
+    def _hashes(self, paths: list[Path], root: Path | None = None) -> dict[str, str | None]:
+        root = root or self.run_dir
+        return {str(p.relative_to(root)): sha256_file(p) if p.is_file() else None for p in paths}
 
-    def _record(self, stage: str) -> dict[str, Any] | None:
+    def _record(self, stage: str, run_dir: Path | None = None) -> dict[str, Any] | None:
         """The stage's record, or None if there is none or it cannot be read (the stage then runs again)."""
-        path = self._record_path(stage)
+        path = record_path(run_dir or self.run_dir, stage)
         if not path.is_file():
             return None
         try:
@@ -57,6 +65,34 @@ class Stages:
         except UserError:
             self._say("[redo]", stage, f": its record {path.name} is unreadable")
             return None
+
+    def _take(self, stage: str, key: dict[str, Any]) -> bool:
+        """Take the stage from a `reuse` directory whose record matches `key` and whose outputs verify there:
+        link its outputs here (temp name, then rename) and copy its record. False if none has it."""
+        for other in self.reuse:
+            record = self._record(stage, other)
+            if record is None or {k: record.get(k) for k in key} != key or not isinstance(record.get("outputs"), dict):
+                continue
+            if self._hashes([other / p for p in record["outputs"]], other) != record["outputs"]:
+                continue
+            for rel in record["outputs"]:
+                dst = self.run_dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_name(dst.name + ".reuse-tmp")
+                tmp.unlink(missing_ok=True)
+                try:  # data and checkpoints are linked (written once, replaced atomically); a log is copied, since
+                    # a resumed stage appends to it
+                    if rel.endswith(".jsonl"):
+                        raise OSError
+                    os.link(other / rel, tmp)
+                except OSError:
+                    shutil.copy2(other / rel, tmp)
+                tmp.replace(dst)
+            atomic_write_json(self._record_path(stage), record)
+            self.timings[stage], self.ran[stage] = record["seconds"], False
+            self._say("[reuse]", stage, f": from {other}")
+            return True
+        return False
 
     def run(
         self,
@@ -81,6 +117,8 @@ class Stages:
                 if p.is_file() and current[rel] != digest:
                     p.replace(p.with_name(p.name + ".corrupt"))
                     self._say("[redo]", stage, f": {rel} does not match its record; moved to {p.name}.corrupt")
+        if self._take(stage, key):
+            return
         self._say("[run]", stage)
         t0 = time.perf_counter()
         work()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -60,6 +61,11 @@ class PrivQConfig:
     """fraction of the history (total_steps) over which epsilon falls linearly to eps_final"""
     init_q: float = 0.0
     """initial value of every Q entry (0: no optimism; ties are broken at random)"""
+    tiebreak: Literal["step", "state"] = "step"
+    """how ties between equal values are broken: "step" draws afresh at every step (as qlearning); "state"
+    draws once per (learner, state), so a learner acts alike in a state until its values there differ (on
+    Watermaze, once the platform has paid every value ties: a converged learner then repeats its last
+    episode instead of acting at random, and AD can read that from its context)"""
 
     def __post_init__(self) -> None:
         if not self.lr > 0.0 or self.lr > 1.0:
@@ -73,6 +79,8 @@ class PrivQConfig:
         if not 0.0 < self.anneal_fraction <= 1.0:
             v = self.anneal_fraction
             raise UserError(f"privq.anneal_fraction={v} is out of range: choose a value in (0, 1]")
+        if self.tiebreak not in ("step", "state"):
+            raise UserError(f"privq.tiebreak={self.tiebreak!r} is unknown: choose step or state")
         if not 0.0 <= self.init_q < math.inf:  # NaN fails too
             raise UserError(f"privq.init_q={self.init_q} is out of range: choose a finite initial value >= 0")
 
@@ -102,7 +110,11 @@ class PrivQ:
     def act(self, o_t: np.ndarray) -> np.ndarray:
         # o_t is not read: the state is the env's, and it changes with the step, so keep it for `update`.
         self.s_t = self.env.privileged_state()  # (N,)
-        greedy = argmax_tiebreak(self.q[self.rows, self.s_t], rng.uniform(self.keys, self.t, Stream.TIEBREAK))  # (N,)
+        if self.cfg.tiebreak == "state":
+            u = rng.uniform_each(self.keys, self.s_t, Stream.TIEBREAK)  # (N,) the same in a state at every step
+        else:
+            u = rng.uniform(self.keys, self.t, Stream.TIEBREAK)  # (N,)
+        greedy = argmax_tiebreak(self.q[self.rows, self.s_t], u)  # (N,)
         explore = rng.uniform(self.keys, self.t, Stream.EXPLORE) < self.epsilon(self.t)  # (N,)
         a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)  # (N,)
         return np.where(explore, a_rand, greedy)
