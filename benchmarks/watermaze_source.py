@@ -15,8 +15,10 @@ steps at `--env`'s resolution.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -40,6 +42,8 @@ class Args:
     """steps of the rendered generation loop to time"""
     seed: int = 0
     """run seed"""
+    tiebreak: Literal["step", "state"] = "step"
+    """privq's tie-break (`PrivQConfig.tiebreak`)"""
 
 
 class Blind(WatermazeEnv):
@@ -49,13 +53,16 @@ class Blind(WatermazeEnv):
         return np.zeros((self.num_envs, 0), dtype=np.uint8)
 
 
-def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Returns of every episode (learners, episodes) of `privq` on a blind env, and its env steps/s."""
+def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Returns of every episode (learners, episodes) of `privq` on a blind env, its actions (learners,
+    episodes, steps) and its env steps/s."""
     env = Blind(family, family.centres[tasks], tasks)
     H = family.spec.episode_length
     T = args.episodes * H
-    src = PrivQ(env, rng.learner_keys(args.seed, np.arange(len(tasks))), T, SourceConfig().privq)
+    cfg = dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)
+    src = PrivQ(env, rng.learner_keys(args.seed, np.arange(len(tasks))), T, cfg)
     returns = np.zeros((len(tasks), args.episodes))  # (N, E)
+    actions = np.zeros((len(tasks), T), dtype=np.int64)  # (N, T)
     o_t = env.reset()
     t0 = time.perf_counter()
     for t in range(T):  # `rollout` without recording
@@ -63,8 +70,9 @@ def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tu
         o_tp1, r_t, done_t = env.step(a_t)
         src.update(o_t, a_t, r_t, o_tp1, done_t)
         returns[:, t // H] += r_t
+        actions[:, t] = a_t
         o_t = env.reset() if done_t.all() else o_tp1
-    return returns, len(tasks) * T / (time.perf_counter() - t0)
+    return returns, actions.reshape(len(tasks), args.episodes, H), len(tasks) * T / (time.perf_counter() - t0)
 
 
 def rendered_steps_per_second(args: Args, tasks: np.ndarray) -> float:
@@ -83,8 +91,8 @@ def main(args: Args) -> None:
     train = family.split("train")
     tasks = train[np.linspace(0, len(train) - 1, args.learners).astype(np.int64)]  # spread over the split
     print(f"privq on watermaze: {args.learners} training tasks x {args.episodes} episodes ({args.episodes * 50} steps)")
-    print(f"config: {SourceConfig().privq}")
-    returns, blind_sps = learning_curve(args, family, tasks)
+    print(f"config: {dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)}")
+    returns, actions, blind_sps = learning_curve(args, family, tasks)
     tenth = args.episodes // 10
     blocks = returns[:, : 10 * tenth].reshape(len(tasks), 10, tenth).mean(axis=(0, 2))  # (10,)
     print("mean return per tenth of the history:")
@@ -95,6 +103,10 @@ def main(args: Args) -> None:
     print(f"first 10 episodes: {returns[:, :10].mean():.3f}")
     last = returns[:, -tenth:].mean(axis=1)  # (N,)
     print(f"learners with a last-10% return under 0.5: {(last < 0.5).sum()} of {len(tasks)}")
+    # what AD can read from its context: how often an episode repeats the actions of one 20 episodes before
+    for e in (args.episodes // 2, args.episodes * 4 // 5, args.episodes - 1):
+        same = (actions[:, e] == actions[:, e - 20]).mean()
+        print(f"actions of episode {e + 1} equal to those of episode {e - 19}: {same:.0%}")
     print(f"env steps/s, no frames drawn: {blind_sps:,.0f}")
     print(f"env steps/s, rollout at {args.env} (frames drawn): {rendered_steps_per_second(args, tasks):,.0f}")
 

@@ -7,7 +7,8 @@
 as JSON; `algodistill run --config FILE` runs exactly that. Env-specific choices (the bandit's context,
 Hard's masking and label smoothing) are written here, per preset, and nowhere else.
 
-quick: sized for 2 CPU cores, and checked against the targets in RESULTS.md for training seeds 0-2.
+quick: sized for 2 CPU cores, and checked against the targets in RESULTS.md for training seeds 0-2
+(Watermaze's on seed 0 only).
 Sources whose histories show learning within their length: tabular Q-learning with epsilon annealed
 over the first half of the history on Dark Room, optimistic UCB Q-learning that reads the hidden
 has-key / goal-reached state (`ucbq`) on Key-to-Door and Hard, UCB on the bandit; histories subsampled
@@ -141,9 +142,10 @@ PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
         expert_histories=400,
         train={"iters": 2000, "subsample": 1},
     ),
-    # Watermaze on 2 CPU cores runs at 36 x 48 (`watermaze-small`; `run watermaze` is taken there, see ALIASES):
+    # Watermaze on 2 CPU cores runs at 36 x 48 (`watermaze-small`; `run watermaze` leads here, see ALIASES):
     # 1000 privq histories of 1000 episodes, every 20th kept, a 2-episode context (Sec. 5: 2-4 episodes) and
-    # QUICK_ENCODER; ours, sized to train within the issue's hour per seed.
+    # QUICK_ENCODER; ours, sized to train in about 12 minutes. AD does not learn in context with it yet (seed 0,
+    # RESULTS.md: neither with privq's ties broken per step, nor per state with 3000 iterations).
     ("watermaze-small", "quick"): lambda: _preset(
         "watermaze-small",
         "quick",
@@ -178,8 +180,9 @@ PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
 
 
 ALIASES: dict[tuple[str, str], str] = {("watermaze", "quick"): "watermaze-small"}
-"""(env, scale) -> the env whose preset runs instead: Watermaze's quick preset renders at 36 x 48, since at the
-paper's 72 x 96 redrawing each batch's frames alone would take about as long as a CPU training step."""
+"""(env, scale) -> the env whose preset runs instead: Watermaze's quick preset renders at 36 x 48, since a frame
+at the paper's 72 x 96 has 4 times the pixels to encode and takes 3.6 times as long to draw (benchmarks/envs.py),
+and every training batch redraws its frames."""
 
 
 def get_preset(env: str, scale: str = "quick") -> RunConfig:

@@ -383,8 +383,15 @@ def _plot_sweep(path: Path, cfg: AblateConfig, result: dict[str, Any]) -> None:
         cfg.study, "subsampling rate k"
     )
     ax.set(xlabel=xlabel, ylabel="final return (last 10% of episodes)", title=f"{cfg.env}: {cfg.study}")
+    paper = {float(x): float(v.lstrip("≈")) for x, v in PAPER_VALUES.get(cfg.study, {}).items() if x[0].isdigit()}
+    if paper:  # Fig. 7's values, where the paper gives them at our x
+        xs = sorted(paper)
+        ax.plot(xs, [paper[x] for x in xs], "k--", lw=1, label="paper")
     if cfg.study in ("context", "tasks", "data", "single-stream"):
         ax.set_xscale("log")
+        ticks = sorted({v["x"] for v in result["variants"]})
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+        ax.minorticks_off()
     ax.legend(fontsize=8)
     _save(fig, path)
 
