@@ -43,6 +43,10 @@ class Args:
     """steps per window: two episodes"""
     channels: tuple[int, ...] = (16, 32)
     """conv encoder blocks (2 blocks fit 36 x 48; the paper's Table 3: 128 128 128)"""
+    kernel: int = 5
+    """conv kernel size (Table 3: 5; the quick preset's `QUICK_ENCODER`: 4)"""
+    stride: int = 2
+    """conv stride (Table 3: 2; `QUICK_ENCODER`: 4)"""
     repeats: int = 10
     """batches timed for each figure (the best of them is kept)"""
 
@@ -71,7 +75,7 @@ def main(args: Args) -> None:
             n_head=4,
             n_ff=256,
             context=args.context,
-            encoder=EncoderConfig("conv", channels=args.channels),
+            encoder=EncoderConfig("conv", channels=args.channels, kernel=args.kernel, stride=args.stride),
         )
         length, lead = ad.window(model_cfg)
         g = np.random.default_rng(0)
@@ -96,7 +100,8 @@ def main(args: Args) -> None:
         f"  sampler: {t_sample * 1e3:.1f} ms per batch of {args.batch} x {length} windows "
         f"({args.batch / t_sample:,.0f} windows/s, {args.batch * length / t_sample:,.0f} frames/s)"
     )
-    print(f"  one AD optimizer step on that batch (conv {args.channels}, {torch.get_num_threads()} threads): "
+    conv = f"conv {args.channels}, kernel {args.kernel}, stride {args.stride}"
+    print(f"  one AD optimizer step on that batch ({conv}, {torch.get_num_threads()} threads): "
           f"{t_step * 1e3:.0f} ms")  # fmt: skip
     print(f"  loader share of a step: {t_sample / (t_sample + t_step):.0%}")
 

@@ -210,10 +210,27 @@ def rollout_source(
     learning history of `history_steps` steps, as in the dataset (its exploration schedules run over
     the whole history, so a source compared at equal env steps is the data's source). (S, E)"""
     S, H = len(stream_tasks), family.spec.episode_length
+    data = source_history(family, source, stream_tasks, episodes * H, history_steps=history_steps, cfg=cfg, seed=seed)
+    return data["rewards"].reshape(S, episodes, H).sum(axis=2)
+
+
+def source_history(
+    family: TaskFamily,
+    source: str,
+    stream_tasks: np.ndarray,
+    steps: int,
+    *,
+    history_steps: int,
+    cfg: SourceConfig,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The first `steps` transitions of the source learning from scratch on every stream, recorded as
+    `sources.rollout` records them (observations in the env's stored form where it has one)."""
+    S = len(stream_tasks)
     env = family.make(stream_tasks, seed=seed, ids=np.arange(S))
     src = make_source(source, env, seed, np.arange(S), history_steps, cfg)
-    data, _ = rollout(env, src, episodes * H, env.reset())
-    return data["rewards"].reshape(S, episodes, H).sum(axis=2)
+    data, _ = rollout(env, src, steps, env.reset())
+    return data
 
 
 def evaluate_checkpoint(

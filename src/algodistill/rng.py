@@ -87,15 +87,12 @@ def learner_keys(seed: int, ids: np.ndarray) -> np.ndarray:
 def uniform(keys: np.ndarray, counter: int, stream: int = 0) -> np.ndarray:
     """Draw number `counter` of `stream` for every key: float64 in [0, 1) with 53 random bits. (N,)"""
     c = np.uint64(((counter & 0xFFFFFFFFFFFF) << 16 | (stream & 0xFFFF)) & _MASK64)
-    z = _mix(keys ^ _mix(np.array([c], dtype=np.uint64)))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return _unit(_mix(keys ^ _mix(np.array([c], dtype=np.uint64))))
 
 
 def uniform_each(keys: np.ndarray, counters: np.ndarray, stream: int = 0) -> np.ndarray:
     """Draw number counters[i] of `stream` for keys[i]: `uniform` with a counter per key. (N,) float64"""
-    c = ((counters.astype(np.uint64) & np.uint64(0xFFFFFFFFFFFF)) << np.uint64(16)) | np.uint64(stream & 0xFFFF)
-    z = _mix(keys ^ _mix(c))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return _unit(_mix(keys ^ _mix(_packed(counters, stream))))
 
 
 def uniform_block(keys: np.ndarray, start: int, count: int, stream: int = 0) -> np.ndarray:
@@ -104,10 +101,17 @@ def uniform_block(keys: np.ndarray, start: int, count: int, stream: int = 0) -> 
     Equal to stacking `uniform(keys, c, stream)` for c in that range, so a learner's numbers do not
     depend on how many are drawn at once (e.g. per-learner network initialisation).
     """
-    c = ((np.arange(start, start + count, dtype=np.uint64) & np.uint64(0xFFFFFFFFFFFF)) << np.uint64(16)) | np.uint64(
-        stream & 0xFFFF
-    )  # (count,)
-    z = _mix(keys[:, None] ^ _mix(c)[None, :])  # (N, count)
+    c = _packed(np.arange(start, start + count, dtype=np.uint64), stream)  # (count,)
+    return _unit(_mix(keys[:, None] ^ _mix(c)[None, :]))  # (N, count)
+
+
+def _packed(counters: np.ndarray, stream: int) -> np.ndarray:
+    """Counters and stream as `uniform` packs them: the counter's low 48 bits, then the stream's 16. uint64"""
+    return ((counters.astype(np.uint64) & np.uint64(0xFFFFFFFFFFFF)) << np.uint64(16)) | np.uint64(stream & 0xFFFF)
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+    """Mixed 64-bit words -> float64 in [0, 1) from their top 53 bits."""
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from algodistill import __version__
 from algodistill.atomic import atomic_write_json, sha256_file
@@ -71,9 +71,10 @@ class Stages:
         link its outputs here (temp name, then rename) and copy its record. False if none has it."""
         for other in self.reuse:
             record = self._record(stage, other)
-            if record is None or {k: record.get(k) for k in key} != key or not isinstance(record.get("outputs"), dict):
-                continue
-            if self._hashes([other / p for p in record["outputs"]], other) != record["outputs"]:
+            if (
+                not _matches(record, key)
+                or self._hashes([other / p for p in record["outputs"]], other) != record["outputs"]
+            ):
                 continue
             for rel in record["outputs"]:
                 dst = self.run_dir / rel
@@ -106,7 +107,7 @@ class Stages:
         (a list, or a function listing them once the work is done)."""
         key = {"config": config, "inputs": self._hashes(inputs)}
         record = self._record(stage)
-        if record is not None and {k: record.get(k) for k in key} == key and isinstance(record.get("outputs"), dict):
+        if _matches(record, key):
             current = self._hashes([self.run_dir / p for p in record["outputs"]])
             if current == record["outputs"]:
                 self.timings[stage], self.ran[stage] = record["seconds"], False
@@ -137,3 +138,8 @@ class Stages:
     def _say(self, tag: str, stage: str, detail: str = "") -> None:
         if not self.quiet:
             print(f"{tag} {self.label}{stage}{detail}", flush=True)
+
+
+def _matches(record: dict[str, Any] | None, key: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
+    """Whether a stage's record was written for this config and these inputs, and lists its outputs."""
+    return record is not None and {k: record.get(k) for k in key} == key and isinstance(record.get("outputs"), dict)

@@ -37,11 +37,11 @@ from algodistill.configs import RunConfig, TrainConfig
 from algodistill.device import DeviceName, pick_device
 from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import UserError, check_output
-from algodistill.evaluate import Prompt, eval_streams, rollout_policy, save_returns
+from algodistill.evaluate import Prompt, eval_streams, rollout_policy, save_returns, source_history
 from algodistill.jsonio import jsonable, read_json
 from algodistill.methods import get_method
 from algodistill.presets import get_preset, load_run_config
-from algodistill.sources import SOURCE_NAMES, make_source, rollout
+from algodistill.sources import SOURCE_NAMES
 from algodistill.stages import Stages
 from algodistill.stats import last10pct
 
@@ -261,9 +261,10 @@ def make_prompts(
     taken from a held-out source history at X% optimality" (Fig. 5); whole episodes of that history at the
     level are our reading of it."""
     S, H = len(stream_tasks), family.spec.episode_length
-    env = family.make(stream_tasks, seed=run.seed, ids=np.arange(S))
-    src = make_source(run.data.source, env, run.seed, np.arange(S), run.data.steps, run.data.sources)
-    data, _ = rollout(env, src, run.data.steps, env.reset())
+    steps = run.data.steps
+    data = source_history(
+        family, run.data.source, stream_tasks, steps, history_steps=steps, cfg=run.data.sources, seed=run.seed
+    )
     E = run.data.steps // H
     obs = data["obs"][:, : E * H]
     if family.spec.stored_shape is not None:
