@@ -1,4 +1,5 @@
-"""The Watermaze source (`privq`, Q-learning over the env's privileged state): its learning curve and speed.
+"""A Watermaze source (`privq`, Q-learning over the env's privileged state, or `replay`, search then
+replay): its learning curve and speed.
 
 Runs `--learners` learners, one training task each (spread over the 900 training tasks), for a history of
 `--episodes` episodes of 50 steps, and prints the mean return per tenth of the history (over learners and
@@ -11,6 +12,7 @@ steps at `--env`'s resolution.
 
     .venv/bin/python benchmarks/watermaze_source.py
     .venv/bin/python benchmarks/watermaze_source.py --learners 900 --episodes 500
+    .venv/bin/python benchmarks/watermaze_source.py --source replay --learners 900 --episodes 200
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from algodistill.envs import get_family
 from algodistill.envs.watermaze import WatermazeEnv, WatermazeFamily
 from algodistill.sources import SourceConfig, make_source, rollout
 from algodistill.sources.privq import PrivQ
+from algodistill.sources.replay import Replay
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Args:
     """run seed"""
     tiebreak: Literal["step", "state"] = "step"
     """privq's tie-break (`PrivQConfig.tiebreak`)"""
+    source: Literal["privq", "replay"] = "privq"
+    """the source: privq (the paper preset's) or replay (the quick preset's)"""
 
 
 class Blind(WatermazeEnv):
@@ -54,13 +59,14 @@ class Blind(WatermazeEnv):
 
 
 def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Returns of every episode (learners, episodes) of `privq` on a blind env, its actions (learners,
+    """Returns of every episode (learners, episodes) of the source on a blind env, its actions (learners,
     episodes, steps) and its env steps/s."""
     env = Blind(family, family.centres[tasks], tasks)
     H = family.spec.episode_length
     T = args.episodes * H
     cfg = dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)
-    src = PrivQ(env, rng.learner_keys(args.seed, np.arange(len(tasks))), T, cfg)
+    keys = rng.learner_keys(args.seed, np.arange(len(tasks)))
+    src = PrivQ(env, keys, T, cfg) if args.source == "privq" else Replay(env, keys)
     returns = np.zeros((len(tasks), args.episodes))  # (N, E)
     actions = np.zeros((len(tasks), T), dtype=np.int64)  # (N, T)
     o_t = env.reset()
@@ -79,7 +85,7 @@ def rendered_steps_per_second(args: Args, tasks: np.ndarray) -> float:
     """Env steps/s of `rollout` (a frame drawn and recorded every step) over `args.render_steps` steps."""
     family = get_family(args.env)
     env = family.make(tasks)
-    src = make_source("privq", env, args.seed, np.arange(len(tasks)), args.episodes * 50, SourceConfig())
+    src = make_source(args.source, env, args.seed, np.arange(len(tasks)), args.episodes * 50, SourceConfig())
     t0 = time.perf_counter()
     rollout(env, src, args.render_steps)
     return len(tasks) * args.render_steps / (time.perf_counter() - t0)
@@ -90,8 +96,10 @@ def main(args: Args) -> None:
     assert isinstance(family, WatermazeFamily)
     train = family.split("train")
     tasks = train[np.linspace(0, len(train) - 1, args.learners).astype(np.int64)]  # spread over the split
-    print(f"privq on watermaze: {args.learners} training tasks x {args.episodes} episodes ({args.episodes * 50} steps)")
-    print(f"config: {dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)}")
+    steps = args.episodes * 50
+    print(f"{args.source} on watermaze: {args.learners} training tasks x {args.episodes} episodes ({steps} steps)")
+    if args.source == "privq":
+        print(f"config: {dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)}")
     returns, actions, blind_sps = learning_curve(args, family, tasks)
     tenth = args.episodes // 10
     blocks = returns[:, : 10 * tenth].reshape(len(tasks), 10, tenth).mean(axis=(0, 2))  # (10,)

@@ -93,17 +93,18 @@ def test_a_tiny_run_trains_ad_with_a_conv_encoder_on_frames(tmp_path):
         assert f["obs"].shape == (4, 500, 3)  # the stored form
 
 
-def test_generation_that_skips_drawing_writes_the_same_bytes(tmp_path, monkeypatch):
-    """privq never reads frames, so generation runs the env without drawing; the shards hold what a drawing
-    env gives."""
+@pytest.mark.parametrize("source", ["privq", "replay"])
+def test_generation_that_skips_drawing_writes_the_same_bytes(tmp_path, monkeypatch, source):
+    """privq and replay never read frames, so generation runs the env without drawing; the shards hold what a
+    drawing env gives."""
     from algodistill import generate as G
     from algodistill.envs import watermaze
 
     with monkeypatch.context() as m:
         m.setattr(watermaze, "render", lambda *a, **k: pytest.fail("a frame was drawn"))
-        generate(GenerateConfig(ENV, source="privq", out=tmp_path / "blind", histories=3, steps=100, quiet=True))
+        generate(GenerateConfig(ENV, source=source, out=tmp_path / "blind", histories=3, steps=100, quiet=True))
     monkeypatch.setattr(G, "StoresObs", type("Never", (), {}))  # isinstance(env, Never) is False: frames drawn
-    generate(GenerateConfig(ENV, source="privq", out=tmp_path / "drawn", histories=3, steps=100, quiet=True))
+    generate(GenerateConfig(ENV, source=source, out=tmp_path / "drawn", histories=3, steps=100, quiet=True))
     with h5py.File(tmp_path / "blind" / "shard-00000.h5") as a, h5py.File(tmp_path / "drawn" / "shard-00000.h5") as b:
         for field in ("obs", "actions", "rewards", "dones", "task_ids"):  # (the attrs name each one's path)
             np.testing.assert_array_equal(a[field][:], b[field][:], err_msg=field)

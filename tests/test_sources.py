@@ -178,9 +178,11 @@ def test_check_source_errors() -> None:
     with pytest.raises(
         UserError,
         match=r"^source='ucb' does not fit env='darkroom' \(it needs a bandit\): "
-        r"choose one of a2c, qlearning, ucbq, noise, expert, random$",
+        r"choose one of a2c, qlearning, ucbq, replay, noise, expert, random$",
     ):
         check_source("ucb", "darkroom")
+    with pytest.raises(UserError, match=r"source='replay' does not fit env='keydoor' \(it needs deterministic dyn"):
+        check_source("replay", "keydoor")  # its starts are random: a replayed episode need not pay again
     with pytest.raises(
         UserError,
         match=r"^source='a2c' does not fit env='bandit' \(it needs categorical observations\): "
@@ -239,7 +241,7 @@ def test_source_config_is_the_chosen_sources_hyperparameters() -> None:
     assert source_config("noise", cfg) == {"eps_final": 0.2, "anneal_fraction": cfg.noise.anneal_fraction}
     for name in ("ucb", "thompson", "qlearning", "ucbq"):
         assert source_config(name, cfg) == jsonable(getattr(cfg, name))
-    assert source_config("expert", cfg) == source_config("random", cfg) == {}  # no hyperparameters
+    assert source_config("expert", cfg) == source_config("random", cfg) == source_config("replay", cfg) == {}
     assert {name: type(source_config(name, cfg)) for name in SOURCE_NAMES} == dict.fromkeys(SOURCE_NAMES, dict)
 
 
@@ -253,8 +255,10 @@ def test_source_config_is_a_cli() -> None:
 
 def test_fitting_sources_by_env() -> None:
     assert fitting_sources("bandit") == ("ucb", "thompson", "noise", "expert", "random")
-    for name in ("darkroom", "darkroom-hard", "keydoor"):
-        assert fitting_sources(name) == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")
+    for name in ("darkroom", "darkroom-hard"):  # deterministic from a fixed start: replay fits
+        assert fitting_sources(name) == ("a2c", "qlearning", "ucbq", "replay", "noise", "expert", "random")
+    assert fitting_sources("keydoor") == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")  # random starts
+    assert fitting_sources("watermaze-small") == ("privq", "replay", "noise", "expert", "random")
 
 
 def _toy_room(name: str, **spec_changes: Any) -> DarkRoomFamily:
@@ -270,9 +274,9 @@ def test_sources_fit_envs_by_their_spec_not_their_name(monkeypatch) -> None:
     envs.register_family("toy-grid", lambda: _toy_room("toy-grid"))
     envs.register_family("toy-one-state", lambda: _toy_room("toy-one-state", obs_shape=(1,), obs_high=(1,)))
     envs.register_family("toy-image", lambda: _toy_room("toy-image", obs_shape=(4, 4, 3), obs_high=None))
-    assert fitting_sources("toy-grid") == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")
-    assert fitting_sources("toy-one-state") == ("ucb", "thompson", "noise", "expert", "random")
-    assert fitting_sources("toy-image") == ("noise", "expert", "random")  # no table without a vocabulary
+    assert fitting_sources("toy-grid") == ("a2c", "qlearning", "ucbq", "replay", "noise", "expert", "random")
+    assert fitting_sources("toy-one-state") == ("ucb", "thompson", "replay", "noise", "expert", "random")
+    assert fitting_sources("toy-image") == ("replay", "noise", "expert", "random")  # no table without a vocabulary
     with pytest.raises(UserError, match=r"source='qlearning' does not fit env='toy-image' \(it needs categorical"):
         check_source("qlearning", "toy-image")
     env = get_family("toy-grid").make(np.arange(3))
@@ -300,6 +304,8 @@ PAIRS = [
     ("noise", "keydoor"),
     ("expert", "darkroom"),
     ("random", "darkroom"),
+    ("replay", "darkroom"),
+    ("replay", "watermaze-small"),
 ]
 
 
@@ -407,3 +413,28 @@ def test_bandit_regret_falls(name: str) -> None:
     assert late < 0.7 * early, (early, late)
     if name == "ucb":  # UCB1 pulls every arm once first, in a random order
         assert (np.sort(a[:, :10], axis=1) == np.arange(10)).all()
+
+
+def test_replay_searches_until_rewarded_then_repeats_that_episode() -> None:
+    """Dark Room 9 x 9, goal one step left of the centre (start (4, 4)): uniform actions until an episode
+    steps onto (3, 4), then that episode's actions up to its first reward, then the no-op (stay) to the end."""
+    fam = get_family("darkroom")
+    goal = int(np.flatnonzero((fam.xy[:, 0] == 3) & (fam.xy[:, 1] == 4))[0])  # cells are task ids
+    H, E = fam.spec.episode_length, 30
+    env = fam.make(np.array([goal, goal]))
+    arrays = rollout(env, make_source("replay", env, 3, np.arange(2), H * E, SourceConfig()), H * E)[0]
+    a = arrays["actions"].reshape(2, E, H)  # (N, E, H)
+    r = arrays["rewards"].reshape(2, E, H)  # (N, E, H)
+    noop = fam.stay_action
+    for n in range(2):
+        paid = np.flatnonzero(r[n].sum(axis=1) > 0)
+        first = int(paid[0])  # a random walk of 20 steps from next to the goal finds it within 30 episodes
+        k = int(np.flatnonzero(r[n, first])[0])  # the step of the first reward
+        assert (a[n, first, k + 1 :] == noop).all()  # once paid, stay
+        assert (r[n, first, k:] == 1).all()  # and the goal keeps paying (Dark Room pays every step on it)
+        for e in range(first + 1, E):  # every later episode: the same prefix, then stay
+            np.testing.assert_array_equal(a[n, e, : k + 1], a[n, first, : k + 1])
+            assert (a[n, e, k + 1 :] == noop).all()
+            assert r[n, e].sum() == r[n, first].sum() == H - k
+        assert (r[n, :first] == 0).all()
+    assert not np.array_equal(a[0, 0], a[1, 0])  # each learner draws its own search

@@ -11,11 +11,11 @@ What is tuned per source (our choice; one knob each, a handful of values, so tun
 
 | source | tuned | why |
 |---|---|---|
-| qlearning | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | epsilon's schedule sets its pace |
+| qlearning, privq | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | epsilon's schedule sets its pace |
 | noise | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | the same schedule drives the curriculum |
 | a2c | `lr` = the config's x A2C_LR_SCALES | no epsilon: the step size (against the entropy bonus) sets its pace |
 | ucb | `c` in UCB_CS | the exploration bonus is UCB's only knob |
-| thompson, expert, random | nothing (one candidate) | no schedule: the posterior / policy is fixed |
+| thompson, replay, expert, random | nothing (one candidate) | no schedule: the posterior / policy / memory is fixed |
 
 Every candidate also runs with its history fitted to the budget (history_steps = E * episode length).
 Selection: the mean return per episode over all E episodes (the area under the learning curve) on

@@ -89,6 +89,10 @@ class TaskFamily(ABC):
     num_privileged_states: int = 0
     """How many values the privileged state of its envs takes (`PrivilegedState`); 0: its envs have none.
     The source registry reads it to decide which sources fit the family."""
+    stay_action: int | None = None
+    """An action that leaves the agent where it is, in a family whose dynamics are deterministic and whose
+    episodes all start in the same state (Dark Room's no-op, Watermaze's rotation in place); None where
+    either fails. The `replay` source needs it: repeating a rewarded episode is then rewarded again."""
 
     @abstractmethod
     def make(self, task_ids: np.ndarray, seed: int = 0, ids: np.ndarray | None = None) -> BatchedEnv:

@@ -77,6 +77,7 @@ class DarkRoomFamily(TaskFamily):
         self.size = size
         self.hard = hard
         self.num_learner_states = 2 if hard else 1  # Hard: whether the goal was reached this episode
+        self.stay_action = grid.ACTION_NAMES.index("no-op")  # deterministic moves from a fixed start
         self.centre = (size // 2) * size + size // 2
         self.next_cell = grid.next_cell_table(size)
         self.xy = grid.cell_xy(size)

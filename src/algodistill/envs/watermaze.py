@@ -233,6 +233,7 @@ class WatermazeFamily(TaskFamily):
     and split are the same at every resolution; `name` tells registered resolutions apart."""
 
     num_privileged_states = privileged_cells() ** 2 * RULES.turns * 2  # cell x heading x reached
+    stay_action = TURN_LEFT  # rotating in place: the dynamics are deterministic and every episode starts alike
 
     def __init__(
         self, name: str = "watermaze", gym_id: str = "algodistill/Watermaze-v0", resolution: tuple[int, int] = (72, 96)

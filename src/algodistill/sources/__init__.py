@@ -9,7 +9,7 @@ on (seed, its global id, its task): the dataset is the same bytes whatever the s
     arrays, o_t = rollout(env, src, num_steps)          # or in chunks, passing o_t back in
 
 The registry below says which envs each source fits, read from the env's `EnvSpec` (never its name;
-`privq` also asks the spec's family whether its envs have a privileged state):
+`privq` and `replay` also ask the spec's family what its envs offer):
 
 | name | envs | what |
 |---|---|---|
@@ -19,6 +19,7 @@ The registry below says which envs each source fits, read from the env's `EnvSpe
 | qlearning | categorical observations (grid worlds) | tabular epsilon-greedy Q-learning |
 | ucbq | categorical observations (grid worlds) | tabular UCB Q-learning (count bonus) over (cell, hidden state) |
 | privq | a privileged state (Watermaze) | tabular epsilon-greedy Q-learning over the env's privileged state |
+| replay | deterministic, fixed start (Watermaze, Dark Room) | random search until rewarded, then replay that episode |
 | noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
 | expert | all | the optimal policy (ED baseline data) |
 | random | all | uniform actions |
@@ -42,6 +43,7 @@ from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig
 from algodistill.sources.noise import EpsilonExpert, NoiseConfig
 from algodistill.sources.privq import PrivQ, PrivQConfig
 from algodistill.sources.qlearning import QLearning, QLearningConfig
+from algodistill.sources.replay import Replay
 from algodistill.sources.ucbq import UCBQ, UCBQConfig
 
 
@@ -95,6 +97,12 @@ def _privileged(spec: EnvSpec) -> bool:
     return get_family(spec.name).num_privileged_states > 0
 
 
+def _replayable(spec: EnvSpec) -> bool:
+    """Deterministic envs whose episodes all start in the same state and have a stay action (the family
+    says so through `TaskFamily.stay_action`): replaying a rewarded episode is rewarded again."""
+    return get_family(spec.name).stay_action is not None
+
+
 @dataclass(frozen=True)
 class _Entry:
     """A source in the registry: what envs it fits (by their spec), and how to build N learners."""
@@ -118,6 +126,9 @@ _SOURCES: dict[str, _Entry] = {
     "ucbq": _Entry(_tabular, "categorical observations", lambda env, keys, T, cfg: UCBQ(env, keys, cfg.ucbq), "ucbq"),
     "privq": _Entry(
         _privileged, "a privileged state", lambda env, keys, T, cfg: PrivQ(env, keys, T, cfg.privq), "privq"
+    ),
+    "replay": _Entry(
+        _replayable, "deterministic dynamics and a fixed start", lambda env, keys, T, cfg: Replay(env, keys), None
     ),
     "noise": _Entry(
         lambda spec: True,

@@ -1,0 +1,68 @@
+"""Search, then replay: an episodic-memory learner for deterministic envs with a fixed start, batched.
+
+Each learner acts uniformly at random until an episode pays; from the next episode on it repeats that
+episode's actions up to the rewarded step and then takes the family's stay action (`TaskFamily.stay_action`)
+for the rest of the episode. Where the dynamics are deterministic and every episode starts in the same
+state (Watermaze, Dark Room), the replay reaches the reward again in every later episode, so a learner's
+history jumps from the random return to that of its rewarded episode as soon as it finds the reward: on
+Watermaze, where the platform pays once, that is the optimum; on Dark Room it is the steps left after the
+walk that found the goal.
+
+Not one of the paper's sources (Watermaze's is a pixel DQN, Table 5; docs/fidelity.md). Ours, because its
+histories show an improvement that AD can read from its context: what changes after a reward is visible
+in the next episode. On Watermaze neither `privq` (once the platform has paid, its converged learners act
+at random for the rest of the episode, so most of their steps carry nothing to predict) nor the `noise`
+curriculum (its improvement follows a schedule, not the rewards) taught AD anything that lifted its return
+above random, in development runs on seed 0 even with the agent's pose given to AD in place of pixels.
+The learner keeps its own step counter from the done flags and reads only its rewards, never the env's
+state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algodistill import rng
+from algodistill.envs import BatchedEnv, get_family
+from algodistill.rng import Stream
+
+
+class Replay:
+    """N learners: uniform actions until rewarded, then the rewarded episode's prefix, then stay."""
+
+    reads_obs = False  # acts on its memory and its own coins: generation need not draw the frames
+
+    def __init__(self, env: BatchedEnv, keys: np.ndarray):
+        stay = get_family(env.spec.name).stay_action
+        assert stay is not None  # the registry: only families with a stay action
+        self.keys = keys  # (N,) uint64
+        self.stay = stay
+        self.num_actions = env.spec.num_actions
+        n, H = env.num_envs, env.spec.episode_length
+        self.found = np.zeros(n, dtype=bool)  # (N,) an episode has paid: replay it
+        self.plan = np.zeros((n, H), dtype=np.int64)  # (N, H) that episode's actions
+        self.plan_len = np.zeros(n, dtype=np.int64)  # (N,) steps up to and including its first reward
+        self.episode = np.zeros((n, H), dtype=np.int64)  # (N, H) actions of the episode under way
+        self.paid = np.zeros(n, dtype=bool)  # (N,) the episode under way has paid
+        self.k = 0  # step within the episode (episodes have a fixed length, so one counter serves all)
+        self.t = 0  # steps since the start of the history: the counter of the random draws
+
+    def act(self, o_t: np.ndarray) -> np.ndarray:
+        a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)  # (N,)
+        a_plan = np.where(self.found & (self.k < self.plan_len), self.plan[:, self.k], a_rand)  # (N,)
+        return np.where(self.paid, self.stay, a_plan).astype(np.int64)
+
+    def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
+        self.episode[:, self.k] = a_t
+        first = (r_t > 0) & ~self.paid  # (N,) the episode's first reward
+        new = first & ~self.found  # (N,) and the learner's first rewarded episode: remember it
+        self.plan[new] = self.episode[new]
+        self.plan_len[new] = self.k + 1
+        self.found |= new
+        self.paid |= first
+        self.k += 1
+        self.t += 1
+        if done_t.any():  # episodes have the family's fixed length, so they end together
+            assert done_t.all()
+            self.k = 0
+            self.paid[:] = False
