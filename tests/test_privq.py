@@ -208,11 +208,11 @@ def test_state_tiebreak_acts_alike_in_a_state_until_its_values_differ() -> None:
 def test_registry_fits_envs_with_a_privileged_state() -> None:
     for name in ("watermaze", "watermaze-small"):
         check_source("privq", name)
-        assert fitting_sources(name) == ("privq", "noise", "expert", "random")
+        assert fitting_sources(name) == ("privq", "replay", "noise", "expert", "random")
     with pytest.raises(
         UserError,
         match=r"^source='privq' does not fit env='darkroom' \(it needs a privileged state\): "
-        r"choose one of a2c, qlearning, ucbq, noise, expert, random$",
+        r"choose one of a2c, qlearning, ucbq, replay, noise, expert, random$",
     ):
         check_source("privq", "darkroom")
     with pytest.raises(UserError, match=r"^source='qlearning' does not fit env='watermaze' .*: choose one of privq"):

@@ -8,12 +8,12 @@ history jumps from the random return to that of its rewarded episode as soon as 
 Watermaze, where the platform pays once, that is the optimum; on Dark Room it is the steps left after the
 walk that found the goal.
 
-Not one of the paper's sources (Watermaze's is a pixel DQN, Table 5; docs/fidelity.md). Ours, because its
-histories show an improvement that AD can read from its context: what changes after a reward is visible
-in the next episode. On Watermaze neither `privq` (once the platform has paid, its converged learners act
-at random for the rest of the episode, so most of their steps carry nothing to predict) nor the `noise`
-curriculum (its improvement follows a schedule, not the rewards) taught AD anything that lifted its return
-above random, in development runs on seed 0 even with the agent's pose given to AD in place of pixels.
+Not one of the paper's sources (Watermaze's is a pixel DQN, Table 5; docs/fidelity.md). Ours: its histories
+show in the very next episode what a reward changed, where privq's converged learners act at random once
+the platform has paid (most of their steps carry nothing to predict) and the `noise` curriculum improves on
+a schedule, not in response to rewards. In development runs on seed 0 with the agent's pose given to AD in
+place of pixels, AD learned in context from replay's histories and from neither of the others; from
+Watermaze's pixels it has not yet (RESULTS.md, Watermaze).
 The learner keeps its own step counter from the done flags and reads only its rewards, never the env's
 state.
 """
