@@ -48,7 +48,7 @@ class Args:
     tiebreak: Literal["step", "state"] = "step"
     """privq's tie-break (`PrivQConfig.tiebreak`)"""
     source: Literal["privq", "replay"] = "privq"
-    """the source: privq (the paper preset's) or replay (the quick preset's)"""
+    """the source: privq (the Watermaze presets') or replay (search, then replay the rewarded episode)"""
 
 
 class Blind(WatermazeEnv):

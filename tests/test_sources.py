@@ -429,6 +429,7 @@ def test_replay_searches_until_rewarded_then_repeats_that_episode() -> None:
     for n in range(2):
         paid = np.flatnonzero(r[n].sum(axis=1) > 0)
         first = int(paid[0])  # a random walk of 20 steps from next to the goal finds it within 30 episodes
+        assert first < E - 5  # so that later episodes replay it
         k = int(np.flatnonzero(r[n, first])[0])  # the step of the first reward
         assert (a[n, first, k + 1 :] == noop).all()  # once paid, stay
         assert (r[n, first, k:] == 1).all()  # and the goal keeps paying (Dark Room pays every step on it)
