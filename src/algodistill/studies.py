@@ -265,7 +265,7 @@ def make_prompts(
     data = source_history(
         family, run.data.source, stream_tasks, steps, history_steps=steps, cfg=run.data.sources, seed=run.seed
     )
-    E = run.data.steps // H
+    E = steps // H
     obs = data["obs"][:, : E * H]
     if family.spec.stored_shape is not None:
         obs = family.decode_obs(obs)

@@ -14,8 +14,8 @@ the platform has paid (most of their steps carry nothing to predict) and the `no
 a schedule, not in response to rewards. In development runs on seed 0 with the agent's pose given to AD in
 place of pixels, AD learned in context from replay's histories and from neither of the others; from
 Watermaze's pixels it has not yet (RESULTS.md, Watermaze).
-The learner keeps its own step counter from the done flags and reads only its rewards, never the env's
-state.
+The learner reads only its rewards, never the env's state; it knows the step within the episode from its
+own step count, since a history starts with an episode and the family's episodes have a fixed length.
 """
 
 from __future__ import annotations
@@ -38,31 +38,29 @@ class Replay:
         self.keys = keys  # (N,) uint64
         self.stay = stay
         self.num_actions = env.spec.num_actions
-        n, H = env.num_envs, env.spec.episode_length
+        n, self.H = env.num_envs, env.spec.episode_length
         self.found = np.zeros(n, dtype=bool)  # (N,) an episode has paid: replay it
-        self.plan = np.zeros((n, H), dtype=np.int64)  # (N, H) that episode's actions
+        self.plan = np.zeros((n, self.H), dtype=np.int64)  # (N, H) that episode's actions
         self.plan_len = np.zeros(n, dtype=np.int64)  # (N,) steps up to and including its first reward
-        self.episode = np.zeros((n, H), dtype=np.int64)  # (N, H) actions of the episode under way
+        self.episode = np.zeros((n, self.H), dtype=np.int64)  # (N, H) actions of the episode under way
         self.paid = np.zeros(n, dtype=bool)  # (N,) the episode under way has paid
-        self.k = 0  # step within the episode (episodes have a fixed length, so one counter serves all)
         self.t = 0  # steps since the start of the history: the counter of the random draws
 
     def act(self, o_t: np.ndarray) -> np.ndarray:
+        k = self.t % self.H  # step within the episode: histories start with one, and episodes have length H
         a_rand = rng.integers(self.keys, self.t, self.num_actions, stream=Stream.ACTION)  # (N,)
-        a_plan = np.where(self.found & (self.k < self.plan_len), self.plan[:, self.k], a_rand)  # (N,)
+        a_plan = np.where(self.found & (k < self.plan_len), self.plan[:, k], a_rand)  # (N,)
         return np.where(self.paid, self.stay, a_plan).astype(np.int64)
 
     def update(self, o_t: np.ndarray, a_t: np.ndarray, r_t: np.ndarray, o_tp1: np.ndarray, done_t: np.ndarray) -> None:
-        self.episode[:, self.k] = a_t
+        k = self.t % self.H
+        self.episode[:, k] = a_t
         first = (r_t > 0) & ~self.paid  # (N,) the episode's first reward
         new = first & ~self.found  # (N,) and the learner's first rewarded episode: remember it
         self.plan[new] = self.episode[new]
-        self.plan_len[new] = self.k + 1
+        self.plan_len[new] = k + 1
         self.found |= new
         self.paid |= first
-        self.k += 1
         self.t += 1
-        if done_t.any():  # episodes have the family's fixed length, so they end together
-            assert done_t.all()
-            self.k = 0
+        if k == self.H - 1:  # the episode ends (done_t, at the family's fixed length, for every learner)
             self.paid[:] = False
