@@ -9,14 +9,19 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 
-from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig, TrainConfig
+from algodistill.checkpoint import load_model
+from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig, TrainConfig, TrainJob
 from algodistill.encoders import EncoderConfig
 from algodistill.envs import get_family
 from algodistill.generate import GenerateConfig, generate
+from algodistill.methods import get_method
 from algodistill.model import ModelConfig
 from algodistill.pipeline import run
+from algodistill.rng import Tag, np_rng
 from algodistill.sampler import Dataset
+from algodistill.train import BN_CALIBRATION_BATCHES, train
 
 ENV = "watermaze-small"
 
@@ -108,3 +113,38 @@ def test_generation_that_skips_drawing_writes_the_same_bytes(tmp_path, monkeypat
     with h5py.File(tmp_path / "blind" / "shard-00000.h5") as a, h5py.File(tmp_path / "drawn" / "shard-00000.h5") as b:
         for field in ("obs", "actions", "rewards", "dones", "task_ids"):  # (the attrs name each one's path)
             np.testing.assert_array_equal(a[field][:], b[field][:], err_msg=field)
+
+
+def test_training_ends_with_batchnorm_statistics_of_the_final_weights(data, tmp_path):
+    """The saved running statistics are the plain mean over the calibration batches of what reaches each
+    BatchNorm under the final weights, not Table 3's slow average over the whole run (train.py)."""
+    conv = EncoderConfig(kind="conv", channels=(8, 16), dropout=0.2)
+    job = TrainJob(
+        ENV,
+        data=data,
+        out=tmp_path / "ad",
+        model=ModelConfig(n_embd=16, n_layer=1, n_head=2, n_ff=16, context=50, encoder=conv),
+        train=TrainConfig(iters=3, batch_size=4, warmup_iters=1, subsample=1, lr=1e-2),
+        device="cpu",
+        quiet=True,
+    )
+    model, _ = load_model(train(job))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 and all(m.momentum == 0.001 for m in norms)  # Table 3's decay is kept for training
+    saved = [(m.running_mean.clone(), m.num_batches_tracked.item()) for m in norms]
+    seen: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    for i, m in enumerate(norms):
+        m.register_forward_hook(lambda mod, inp, out, i=i: seen[i].append(inp[0].mean((0, 2, 3))))
+        m.train()  # normalise with each batch's statistics, as the calibration did...
+        m.momentum = 0.0  # ...without moving the running ones
+    method, spec = get_method("ad"), get_family(ENV).spec
+    length, lead = method.window(job.model)
+    ds = Dataset.open(data)
+    with torch.no_grad():  # the rest in eval mode (dropout off), as during the calibration
+        for j in range(BN_CALIBRATION_BATCHES):
+            windows = ds.sample(np_rng(job.seed, j, Tag.BN_CALIBRATION), 4, length, 1, lead)
+            model(*method.make_batch(windows, spec).inputs)
+    for i, (running_mean, batches) in enumerate(saved):
+        expected = torch.stack(seen[i]).mean(0)  # (C,) every batch has as many frames
+        assert torch.allclose(running_mean, expected, atol=1e-4), (i, running_mean, expected)  # float sums
+        assert batches == BN_CALIBRATION_BATCHES

@@ -126,7 +126,8 @@ class ConvEncoder(nn.Module):
     Pixels are scaled to [0, 1]. The paper maps to 256 and then to the transformer; we map straight to
     n_embd (one linear layer fewer, the same function class). In training, BatchNorm normalises with the
     statistics of every frame in the batch, later steps of a window included: a small non-causal leak
-    that the paper's encoder has too, and that evaluation (running statistics) does not.
+    that the paper's encoder has too, and that evaluation does not: it normalises with running
+    statistics, which the trainer recomputes from the final weights after the last iteration (train.py).
     """
 
     def __init__(self, obs_shape: tuple[int, ...], cfg: EncoderConfig, n_embd: int) -> None:

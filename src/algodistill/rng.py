@@ -62,6 +62,8 @@ class Tag(IntEnum):
     """RL^2 training: the actions of update u, `torch_rng(seed, u, RL2_ACTION)`"""
     RL2_MINIBATCH = 5
     """RL^2 training: the minibatch order of update u, `np_rng(seed, u, RL2_MINIBATCH)`"""
+    BN_CALIBRATION = 6
+    """training: batch j of the final BatchNorm statistics, `np_rng(seed, j, BN_CALIBRATION)`"""
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -13,6 +13,11 @@ builds the model, turns raw windows into a batch and computes the loss. What mak
   130); a second signal raises KeyboardInterrupt at once and the previous checkpoint stays intact.
 - A non-finite loss, gradient or weight raises `TrainingDiverged` (the CLI exits 1) naming the
   iteration and the tensor; the last good checkpoint is not touched.
+- BatchNorm (the conv encoder's): after the last iteration its running statistics are recomputed as
+  the plain average over `BN_CALIBRATION_BATCHES` training batches of the final weights ("precise
+  BN", Wu & Johnson 2021), because Table 3's decay 0.999 averages over the last ~1000 iterations:
+  on a CPU-sized run that is half of training, and evaluation then normalises with the statistics
+  of weights long gone (on Watermaze the frozen model stopped copying the episode that paid).
 - Under torchrun every rank draws the *global* batch of the iteration and trains on its slice, so 2
   ranks equal 1 process on the same batch (up to float reduction order); rank 0 logs and checkpoints.
 """
@@ -48,6 +53,9 @@ from algodistill.methods import Method, get_method
 from algodistill.rng import Tag, np_rng, torch_rng
 from algodistill.runlog import RunLog, StopSignals
 from algodistill.sampler import Dataset
+
+BN_CALIBRATION_BATCHES = 20
+"""Training batches the final BatchNorm statistics are averaged over (`precise_batchnorm`)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -189,6 +197,8 @@ def _loop(
                     }
                 )
                 log_accum, t0, timed = [0.0, 0.0, 0], time.perf_counter(), 0
+            if it == tc.iters:
+                precise_batchnorm(model, ds, method, spec, (length, lead), seed=job.seed, train=tc, device=device)
             if it % tc.ckpt_every == 0 or it == tc.iters or stop_v > 0:
                 # every rank checks (the weights are the same on all), so a non-finite model is never saved
                 if bad := next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None):
@@ -202,6 +212,41 @@ def _loop(
                     dist.barrier()  # nobody reads ckpt.pt or exits before rank 0 has written it
             if stop_v > 0 and it < tc.iters:
                 raise TrainingInterrupted(f"saved iteration {it} to {ckpt_path}; run the same command to resume")
+
+
+@torch.no_grad()
+def precise_batchnorm(
+    model: torch.nn.Module,
+    ds: Dataset,
+    method: Method,
+    spec: EnvSpec,
+    window: tuple[int, int],
+    *,
+    seed: int,
+    train: TrainConfig,
+    device: torch.device,
+) -> None:
+    """Replace every BatchNorm's running statistics by their average over `BN_CALIBRATION_BATCHES`
+    global training batches of (length, lead) = `window`, the rest of the model as in evaluation (no
+    dropout). Every rank does the same work, so the buffers agree without a broadcast. A model without
+    BatchNorm is left untouched."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative average over the batches seen since the reset
+        m.train()
+    for j in range(BN_CALIBRATION_BATCHES):
+        rng = np_rng(seed, j, Tag.BN_CALIBRATION)
+        windows = ds.sample(rng, train.batch_size, window[0], train.subsample, window[1])
+        with autocast(device):
+            model(*method.make_batch(windows, spec).to(device).inputs)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def _checkpoint(
