@@ -51,7 +51,7 @@ def test_presets_hold_the_env_specific_values():
     wm = get_preset("watermaze", "paper")  # Table 3's encoder, 4000 histories, 160 evaluation episodes (Fig. 4)
     enc = wm.model.encoder
     assert (enc.kind, enc.channels, enc.kernel, enc.stride, enc.dropout) == ("conv", (128, 128, 128), 5, 2, 0.2)
-    assert (wm.methods["ad"].histories, wm.eval.episodes, wm.data.source) == (4000, 160, "privq")
+    assert (wm.methods["ad"].histories, wm.eval.episodes, wm.data.source) == (4000, 160, "replay")
     paper = get_preset("darkroom", "paper")
     m, t = paper.model, paper.train
     assert (m.n_embd, m.n_layer, m.n_head, m.n_ff, m.dropout, m.attn_dropout, m.token_mask) == (

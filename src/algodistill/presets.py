@@ -144,17 +144,17 @@ PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
         train={"iters": 2000, "subsample": 1},
     ),
     # Watermaze on 2 CPU cores runs at 36 x 48 (`watermaze-small`; `run watermaze` leads here, see ALIASES):
-    # 1000 privq histories of 1000 episodes, every 20th kept, a 2-episode context (Sec. 5: 2-4 episodes) and
-    # QUICK_ENCODER; ours, sized to train in about 12 minutes. AD does not learn in context with it yet (seed 0,
-    # RESULTS.md: neither with privq's ties broken per step or per state, nor with the `replay` source).
+    # 1000 `replay` histories of 200 episodes, every episode kept, a 2-episode context (Sec. 5: 2-4 episodes) and
+    # QUICK_ENCODER; ours, sized to train in about 7 minutes (a seed's whole run: 18). replay, not privq: the only
+    # source of ours whose histories AD has learned in context from on Watermaze (RESULTS.md, docs/fidelity.md).
     ("watermaze-small", "quick"): lambda: _preset(
         "watermaze-small",
         "quick",
-        DataConfig("privq", 50_000),
+        DataConfig("replay", 10_000),
         100,
         histories=1000,
         model={"encoder": QUICK_ENCODER, "token_mask": 0.0},
-        train={"iters": 2000, "subsample": 20},
+        train={"iters": 2000, "subsample": 1},
         eval=EvalConfig(episodes=160, tasks=16),
     ),
     ("darkroom", "paper"): lambda: _preset("darkroom", "paper", _a2c(100_000), 80, eval=_PAPER_EVAL),
@@ -163,12 +163,12 @@ PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
     ),
     ("keydoor", "paper"): lambda: _preset("keydoor", "paper", _a2c(250_000), 200, eval=_PAPER_EVAL),
     # Watermaze (Sec. 4.1, Tables 1 and 3, Fig. 4): 4000 histories, 4-episode context (Sec. 5: 2-4 episodes),
-    # 160 evaluation episodes. The source is privq, not the paper's pixel DQN (docs/fidelity.md), with
-    # 1000-episode histories (its curve reaches 1.0 there); not run yet, like the other paper presets.
+    # 160 evaluation episodes. The source is replay, as in the quick preset, not the paper's pixel DQN
+    # (docs/fidelity.md), with 200-episode histories; not run yet, like the other paper presets.
     ("watermaze", "paper"): lambda: _preset(
         "watermaze",
         "paper",
-        DataConfig("privq", 50_000),
+        DataConfig("replay", 10_000),
         200,
         histories=4000,
         model={"encoder": TABLE_3_ENCODER},
