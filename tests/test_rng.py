@@ -191,5 +191,6 @@ def test_stream_numbers_are_pinned_distinct_and_16_bit():
         "RL2_TASKS": 3,
         "RL2_ACTION": 4,
         "RL2_MINIBATCH": 5,
+        "BN_CALIBRATION": 6,
     }
     assert len({int(t) for t in rng.Tag.__members__.values()}) == len(rng.Tag.__members__)
