@@ -3,9 +3,10 @@ families (Dark Room, Watermaze), where the source repeats its first paying episo
 
 Rolls the AD checkpoint of a run seed out in context on training tasks (or `--split test`; `--tasks` x
 `--streams` streams, `--episodes` episodes, sampled actions) and prints the return per episode, and,
-over pairs of consecutive episodes: after an episode that paid, the share of steps whose action repeats it and the
-share of the next episodes that pay; after one that did not, the share of repeated steps (1/A for a
-policy that searches afresh; replay's own data has 1 after a paying episode, 1/A otherwise).
+over pairs of consecutive episodes: after an episode that paid, the share of steps whose action
+repeats it and the share of the next episodes that pay; after one that did not, the share of repeated
+steps (1/A for a policy that searches afresh; replay's own data has 1 after a paying episode, 1/A
+otherwise). The loop is `evaluate.rollout_policy`'s, written out because that one keeps no actions.
 
 `--recompute-bn` first recomputes the BatchNorm statistics from the run's AD dataset as training now
 does at its end (`train.precise_batchnorm`): for checkpoints trained before it did, to compare.
@@ -53,21 +54,19 @@ class Args:
 
 def main(args: Args) -> None:
     torch.set_num_threads(1)
-    model, job = load_model(args.seed_dir / "ad" / "ckpt.pt")
+    cpu = torch.device("cpu")
+    model, job = load_model(args.seed_dir / "ad" / "ckpt.pt")  # in eval mode, which precise_batchnorm keeps
     family, method = get_family(job["env"]), get_method("ad")
     if args.recompute_bn:
         train_cfg = from_jsonable(TrainConfig, job["train"], "train.")
         with Dataset.open(args.seed_dir / "data" / "ad") as ds:
             window = method.window(from_jsonable(ModelConfig, job["model"], "model."))
-            precise_batchnorm(
-                model, ds, method, family.spec, window, seed=job["seed"], train=train_cfg, device=torch.device("cpu")
-            )
-        model.eval()
+            precise_batchnorm(model, ds, method, family.spec, window, seed=job["seed"], train=train_cfg, device=cpu)
     H, E = family.spec.episode_length, args.episodes
     tasks = eval_streams(family, args.split, args.tasks, args.streams)  # (S,) as the run evaluates
     S = len(tasks)
     env = family.make(tasks, seed=0, ids=np.arange(S))
-    actor = InContextActor(method.policy(model), S, device=torch.device("cpu"), seed=0)
+    actor = InContextActor(method.policy(model), S, device=cpu, seed=0)
     actions, returns = np.zeros((S, E, H), np.int64), np.zeros((S, E))
     r_tm1 = done_tm1 = None
     for e in range(E):
