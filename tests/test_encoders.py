@@ -54,6 +54,7 @@ def image_stream(B: int, T: int, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
         (dict(channels=()), r"model\.encoder\.channels=\(\) is invalid"),
         (dict(channels=(32, 0)), r"model\.encoder\.channels=\(32, 0\) is invalid"),
         (dict(dropout=1.0), r"model\.encoder\.dropout=1.0 is not a probability in \[0, 1\)"),
+        (dict(norm="group"), r"model\.encoder\.norm='group' is unknown: choose batch or none$"),
     ],
 )
 def test_config_validation(kw: dict, message: str) -> None:
@@ -63,7 +64,7 @@ def test_config_validation(kw: dict, message: str) -> None:
 
 def test_defaults() -> None:
     cfg = EncoderConfig()
-    assert (cfg.kind, cfg.hidden, cfg.dropout) == ("embedding", 128, 0.0)
+    assert (cfg.kind, cfg.hidden, cfg.dropout, cfg.norm) == ("embedding", 128, 0.0, "batch")
     assert (cfg.channels, cfg.kernel, cfg.stride) == ((32, 64, 64), 5, 2)
 
 

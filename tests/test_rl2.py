@@ -131,6 +131,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         (["rl2", "darkroom", "--net.trial-episodes", "0"], "trial_episodes=0 must be >= 1"),
         (["play", str(tmp_path / "run" / "ckpt.pt"), "--env", "keydoor"], "trained on darkroom"),
         (["rl2", "nowhere"], "env='nowhere'"),
+        (["rl2", "darkroom", "--net.encoder.kind", "conv"], "net.encoder.kind='conv' does not fit"),
     ]:
         p = subprocess.run(cli + args, capture_output=True, text=True)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, (args, p.stderr)
@@ -163,3 +164,41 @@ def test_the_bandit_reports_every_condition_normalised_by_ucb(tmp_path, capsys):
         assert re.search(rf"{name} [-\d.]+ \(episode 1 [-\d.]+, last 10% [-\d.]+, normalised by ucb [-\d.]+\)", out), (
             out
         )
+
+
+def test_watermaze_rl2_reads_frames_through_a_conv_encoder_without_batchnorm(tmp_path):
+    quick, paper = rl2_preset("watermaze"), rl2_preset("watermaze", "paper")
+    assert quick.env == "watermaze-small" and paper.env == "watermaze"  # the run presets' envs (presets.ALIASES)
+    assert (quick.net.trial_episodes, paper.net.trial_episodes) == (10, 30)  # paper: Table 7
+    assert quick.net.encoder.kind == paper.net.encoder.kind == "conv"
+    assert quick.net.encoder.norm == paper.net.encoder.norm == "none"
+    net_cfg = dataclasses.replace(TINY_NET, encoder=dataclasses.replace(quick.net.encoder, channels=(4, 4)))
+    out = tmp_path / "wm"
+    base = dataclasses.replace(quick, out=out, net=net_cfg, tasks=4, steps=4 * 100, device="cpu", quiet=True)
+    from algodistill.configs import EvalConfig
+
+    cfg = dataclasses.replace(base, eval=EvalConfig(episodes=2, tasks=1, streams_per_task=1))
+    train_rl2(cfg)  # 1 trial of 4 tasks x 2 episodes of 50 frames
+    net, ckpt = load_rl2(out / "ckpt.pt")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert ckpt["log"][0][1] == 400 and np.isfinite(np.load(out / "eval-test.npz")["returns"]).all()
+    family = get_family("watermaze-small")
+    frames = torch.as_tensor(family.make(np.array([0, 1]), seed=0).reset())  # (2, 36, 48, 3) uint8
+    policy = RL2Policy(net)
+    start = (torch.full((2,), NO_ACTION), torch.zeros(2), torch.ones(2, dtype=torch.bool))  # a_tm1, r_tm1, done_tm1
+    logits, _ = policy.act(policy.init_state(2), frames, *start)
+    assert logits.shape == (2, family.spec.num_actions)
+    with pytest.raises(UserError, match=r"^net\.encoder\.kind='embedding' does not fit the observations of env='water"):
+        dataclasses.replace(cfg, net=TINY_NET)
+
+
+def test_a_checkpoint_from_before_the_encoder_config_loads_with_the_same_weights(tmp_path):
+    train_rl2(tiny(tmp_path / "run", steps=8 * 40))
+    path = tmp_path / "run" / "ckpt.pt"
+    net, _ = load_rl2(path)
+    ckpt = torch.load(path, weights_only=True)
+    table = ckpt["model"].pop("obs_encoder.table.weight")  # (9 + 9, E): the x rows, then the y rows
+    ckpt["model"]["obs_emb.0.weight"], ckpt["model"]["obs_emb.1.weight"] = table[:9], table[9:]
+    torch.save(ckpt, path)
+    old, _ = load_rl2(path)
+    assert param_hash(old) == param_hash(net)

@@ -163,7 +163,8 @@ def _one_line(box: str, prog: str) -> str:
 def _parse(command: str, args: Sequence[str]) -> Any:
     c, prog = COMMANDS[command], f"algodistill {command}"
     default = c.defaults(args) if c.defaults is not None else None
-    if isinstance(default, RunConfig) and default.config is None and args[0] != default.env:
+    preset_env = isinstance(default, RL2TrainConfig) or (isinstance(default, RunConfig) and default.config is None)
+    if preset_env and default is not None and args[0] != default.env:
         args = [default.env, *args[1:]]  # ENV's preset runs another env (presets.ALIASES): name that one
     captured = io.StringIO()
     try:

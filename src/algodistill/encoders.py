@@ -43,6 +43,10 @@ class EncoderConfig:
     """conv: stride of each conv (paper Table 3: 2); each block then max-pools by 2"""
     dropout: float = 0.0
     """conv: dropout after each block (paper Table 3: 0.2)"""
+    norm: Literal["batch", "none"] = "batch"
+    """conv: BatchNorm in each block (paper Table 3) or none (ours, for RL^2 trained online: its rollouts
+    normalise one frame per task, its updates a minibatch of unrolls, so BatchNorm would change the policy
+    between acting and learning)"""
 
     def __post_init__(self) -> None:
         if self.kind not in ("embedding", "mlp", "conv"):
@@ -52,6 +56,8 @@ class EncoderConfig:
                 raise UserError(f"model.encoder.{name}={getattr(self, name)} must be positive: choose 1 or more")
         if not self.channels or min(self.channels) < 1:
             raise UserError(f"model.encoder.channels={self.channels} is invalid: give one or more positive widths")
+        if self.norm not in ("batch", "none"):
+            raise UserError(f"model.encoder.norm={self.norm!r} is unknown: choose batch or none")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.encoder.dropout={self.dropout} is not a probability in [0, 1): choose e.g. 0.2")
 
@@ -76,12 +82,13 @@ def unfit_reason(cfg: EncoderConfig, spec: EnvSpec) -> str | None:
     return None
 
 
-def check_fits(cfg: EncoderConfig, spec: EnvSpec) -> None:
-    """UserError naming the field and the fix unless encoder `cfg` can read the observations of `spec`."""
+def check_fits(cfg: EncoderConfig, spec: EnvSpec, field: str = "model.encoder") -> None:
+    """UserError naming the field (`field`.kind) and the fix unless encoder `cfg` can read the observations of
+    `spec`."""
     if (reason := unfit_reason(cfg, spec)) is not None:
         fits = [k for k in ("embedding", "mlp", "conv") if unfit_reason(EncoderConfig(kind=k), spec) is None]
         raise UserError(
-            f"model.encoder.kind={cfg.kind!r} does not fit the observations of env={spec.name!r} "
+            f"{field}.kind={cfg.kind!r} does not fit the observations of env={spec.name!r} "
             f"({spec.describe_obs()}): {reason}; choose one of {', '.join(fits)}"
         )
 
@@ -137,7 +144,8 @@ class ConvEncoder(nn.Module):
         for c_out in cfg.channels:
             blocks += [
                 nn.Conv2d(c_in, c_out, cfg.kernel, cfg.stride, padding=cfg.kernel // 2),
-                nn.BatchNorm2d(c_out, momentum=0.001, eps=1e-5),  # Table 3: decay 0.999
+                # Table 3: decay 0.999
+                nn.BatchNorm2d(c_out, momentum=0.001, eps=1e-5) if cfg.norm == "batch" else nn.Identity(),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
                 nn.Dropout(cfg.dropout),

@@ -41,6 +41,7 @@ from typing import Any
 
 from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig, TrainConfig, TrainJob
 from algodistill.encoders import EncoderConfig
+from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.jsonio import from_jsonable, read_json
 from algodistill.methods.rl2 import RL2Config
@@ -216,13 +217,26 @@ the loss (ours): on Dark Room, seed 0, 12M steps, the training return per episod
 and 2.4 without (the value loss of unscaled returns swamps the policy gradient under the shared clip)."""
 RL2_TRIALS = {"bandit": 100}
 """episodes per trial where it is not Table 6's 10: the bandit's trial is its 100 pulls (Fig. 3)."""
+RL2_PIXELS = {
+    "quick": (dataclasses.replace(QUICK_ENCODER, norm="none"), 10, 8_000_000),
+    "paper": (dataclasses.replace(TABLE_3_ENCODER, norm="none"), 30, 1_000_000_000),
+}
+"""scale -> RL^2's frame encoder, episodes per trial and env-step budget on Watermaze. paper: Table 7's 30
+episodes per trial and the paper's 1e9 steps; the encoder is AD's Table 3 encoder without BatchNorm (ours:
+Table 7's RL^2 is a DQN(Q-lambda) agent with a ResNet torso, ours the same recurrent PPO as on the Dark
+tasks; `EncoderConfig.norm` says why no BatchNorm). quick: the AD quick preset's encoder without BatchNorm,
+Table 6's 10 episodes per trial, and 8M steps: about 25 minutes on 2 cores at 5,400 steps/s
+(`python benchmarks/rl2.py --env watermaze --scales quick --tasks 256`)."""
 
 
 def rl2_preset(env: str, scale: str = "quick") -> RL2TrainConfig:
     """The RL^2 training config of (env, scale), from the registry like every run's."""
-    get_preset(env, scale)  # the same envs and scales as the runs, and the same errors
+    env = get_preset(env, scale).env  # the same envs and scales as the runs (and aliases), and the same errors
     net, ppo, tasks, steps = _RL2_BASES[scale]
     net = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10))
+    if get_family(env).spec.obs_high is None:  # frames: a conv encoder (Watermaze)
+        encoder, trial_episodes, steps = RL2_PIXELS[scale]
+        net = dataclasses.replace(net, encoder=encoder, trial_episodes=trial_episodes)
     normalize_by = "ucb" if env == "bandit" else None  # paper Fig. 3's normalised score
     return RL2TrainConfig(env, preset=scale, net=net, ppo=ppo, tasks=tasks, steps=steps, normalize_by=normalize_by)
 

@@ -33,6 +33,7 @@ from algodistill.atomic import atomic_path
 from algodistill.checkpoint import load_state, safe_torch_load
 from algodistill.configs import EvalConfig
 from algodistill.device import DeviceName, pick_device
+from algodistill.encoders import check_fits
 from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.evaluate import evaluate_policy, rollout_source, save_returns
@@ -88,7 +89,7 @@ class RL2TrainConfig:
     """Train RL^2 online on an env's training tasks (the preset of ENV), then evaluate it on held-out tasks."""
 
     env: tyro.conf.Positional[str]
-    """task family (darkroom, darkroom-hard, keydoor, bandit)"""
+    """task family (darkroom, darkroom-hard, keydoor, bandit, watermaze: its frames through a conv encoder)"""
     preset: str = "quick"
     """preset whose settings are the defaults (quick: minutes on 2 CPU cores; paper: Table 6)"""
     out: Path | None = None
@@ -123,11 +124,7 @@ class RL2TrainConfig:
 
     def __post_init__(self) -> None:
         family = get_family(self.env)  # UserError naming the envs
-        if family.spec.obs_high is None:
-            raise UserError(
-                f"env={self.env!r} has image observations: RL^2 reads categorical ones only (its pixel encoder, "
-                "and Table 6's Watermaze DQN, are not built)"
-            )
+        check_fits(self.net.encoder, family.spec, "net.encoder")  # e.g. an embedding table for Watermaze's frames
         if self.tasks < 1 or self.unroll < 1 or self.steps < 1 or self.ckpt_every < 1:
             raise UserError(
                 f"tasks={self.tasks}, unroll={self.unroll}, steps={self.steps} and ckpt_every={self.ckpt_every} "
@@ -209,8 +206,18 @@ def rl2_from_checkpoint(ckpt: Any, path: Path, device: str | torch.device = "cpu
     if not isinstance(job, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("log"), list):
         raise UserError(f"{path} is a damaged RL^2 checkpoint (no job, model or log): train again")
     net = RL2Net(from_jsonable(RL2Config, job.get("net"), "net."), get_family(job.get("env", "?")).spec)
-    load_state(net, ckpt["model"], path)  # strict: names the first missing, extra or misshapen tensor
+    load_state(net, _renamed(ckpt["model"]), path)  # strict: names the first missing, extra or misshapen tensor
     return net.to(device).eval(), ckpt
+
+
+def _renamed(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict of before the observation encoder became a config (its tables `obs_emb.<i>.weight`, one per
+    component) in today's names: the tables stacked are `obs_encoder.table.weight`, the same function."""
+    old = sorted((k for k in state if k.startswith("obs_emb.")), key=lambda k: int(k.split(".")[1]))
+    if not old:
+        return state
+    rest = {k: v for k, v in state.items() if not k.startswith("obs_emb.")}
+    return {**rest, "obs_encoder.table.weight": torch.cat([state[k] for k in old])}
 
 
 def env_steps(ckpt: dict[str, Any]) -> int:
@@ -319,6 +326,7 @@ def _run_trial(
     """One trial of every task: `chunks` unrolls, one PPO update after each. Returns each task's trial return."""
     spec, N, U = env.spec, cfg.tasks, cfg.unroll
     A = spec.num_actions
+    obs_dtype = torch.long if spec.obs_high is not None else getattr(torch, spec.obs_dtype)  # categories, or frames
     o_t = env.reset()
     state: State = net.initial_state(N, device)
     a_tm1 = torch.full((N,), A, dtype=torch.long, device=device)  # the start index: no previous action
@@ -328,7 +336,7 @@ def _run_trial(
     for c in range(chunks):
         g = rng.torch_rng(cfg.seed, update0 + c, Tag.RL2_ACTION)
         h0 = tuple(h.detach() for h in state)
-        obs = torch.zeros((N, U, math.prod(spec.obs_shape)), dtype=torch.long, device=device)  # (N, U, D)
+        obs = torch.zeros((N, U, *spec.obs_shape), dtype=obs_dtype, device=device)  # (N, U, *obs_shape)
         inp_a, inp_r, inp_d = (
             torch.zeros((N, U), dtype=dt, device=device) for dt in (torch.long, torch.float32, torch.bool)
         )
@@ -337,7 +345,7 @@ def _run_trial(
         rewards = np.zeros((N, U))
         with torch.no_grad():
             for t in range(U):
-                ot = torch.as_tensor(o_t.reshape(N, -1), dtype=torch.long, device=device)
+                ot = torch.as_tensor(o_t, dtype=obs_dtype, device=device)  # (N, *obs_shape)
                 obs[:, t], inp_a[:, t], inp_r[:, t], inp_d[:, t] = ot, a_tm1, r_tm1, d_tm1
                 logits, v, state = net(ot[:, None], a_tm1[:, None], r_tm1[:, None], d_tm1[:, None], state)
                 logp_all = F.log_softmax(logits[:, 0], dim=-1)  # (N, A)
@@ -355,7 +363,7 @@ def _run_trial(
             if c == chunks - 1:
                 next_value = np.zeros(N)  # the trial (one RL^2 episode) ends
             else:
-                ot = torch.as_tensor(o_t.reshape(N, -1), dtype=torch.long, device=device)
+                ot = torch.as_tensor(o_t, dtype=obs_dtype, device=device)
                 _, v, _ = net(ot[:, None], a_tm1[:, None], r_tm1[:, None], d_tm1[:, None], state)
                 next_value = v[:, 0].cpu().numpy()
         total += rewards.sum(axis=1)

@@ -18,12 +18,13 @@ of the seam refuse with a UserError that says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from algodistill.encoders import EncoderConfig, make_encoder
 from algodistill.envs.spec import EnvSpec
 from algodistill.errors import UserError
 from algodistill.methods.base import NO_ACTION, Batch
@@ -45,6 +46,8 @@ class RL2Config:
     """recurrent layers (Table 6: 2)"""
     embed: int = 64
     """width of the input embedding (ours)"""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """how o_t becomes one embedding of width embed (encoders.py): embedding (a table per component) or mlp"""
     trial_episodes: int = 10
     """episodes per trial on one task; the recurrent state is reset between trials (Table 6: 10)"""
 
@@ -61,14 +64,9 @@ class RL2Net(nn.Module):
 
     def __init__(self, cfg: RL2Config, spec: EnvSpec) -> None:
         super().__init__()
-        if spec.obs_high is None:
-            raise UserError(
-                f"rl2 reads categorical observations; {spec.name} has {spec.describe_obs()}: "
-                "a pixel encoder for RL^2 is not built yet"
-            )
         self.cfg, self.spec = cfg, spec
         E = cfg.embed
-        self.obs_emb = nn.ModuleList(nn.Embedding(h, E) for h in spec.obs_high)
+        self.obs_encoder = make_encoder(cfg.encoder, spec, E)
         self.act_emb = nn.Embedding(spec.num_actions + 1, E)  # + 1: the start index, no previous action
         self.done_emb = nn.Embedding(2, E)
         self.rew = nn.Linear(1, E)
@@ -85,9 +83,9 @@ class RL2Net(nn.Module):
     def forward(
         self, obs: Tensor, a_tm1: Tensor, r_tm1: Tensor, d_tm1: Tensor, state: State
     ) -> tuple[Tensor, Tensor, State]:
-        """obs (B, T, D) ints, a_tm1 (B, T) long (num_actions = none), r_tm1 (B, T), d_tm1 (B, T) bool ->
-        logits (B, T, A), values (B, T), the state after step T."""
-        x = sum(emb(obs[..., i].long()) for i, emb in enumerate(self.obs_emb))  # (B, T, E)
+        """obs (B, T, *obs_shape) (ints, or uint8 images), a_tm1 (B, T) long (num_actions = none), r_tm1 (B, T),
+        d_tm1 (B, T) bool -> logits (B, T, A), values (B, T), the state after step T."""
+        x = self.obs_encoder(obs)  # (B, T, E)
         x = x + self.act_emb(a_tm1) + self.done_emb(d_tm1.long()) + self.rew(r_tm1.unsqueeze(-1).float())
         y, new = self.core(torch.relu(x), state if self.cfg.cell == "lstm" else state[0])  # (B, T, hidden)
         new_state: State = tuple(new) if self.cfg.cell == "lstm" else (new,)
@@ -120,7 +118,7 @@ class RL2Policy:
         rec = tuple(h * keep for h in rec)
         a = torch.where(first | new_trial, self.model.spec.num_actions, a_tm1)  # (B,) a new trial has no past
         r = torch.where(new_trial, 0.0, r_tm1.float())
-        obs = o_t.view(o_t.shape[0], 1, -1)  # (B, 1, D)
+        obs = o_t.unsqueeze(1)  # (B, 1, *obs_shape)
         logits, _, rec = self.model(obs, a[:, None], r[:, None], done_tm1[:, None], rec)  # d = 1 starts a trial too
         return logits[:, 0], (rec, episodes)
 
