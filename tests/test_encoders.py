@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -125,6 +126,12 @@ def test_check_fits_names_the_field_and_the_choices(kind: str, spec: EnvSpec, me
         check_fits(EncoderConfig(kind=kind), spec)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="^" + re.escape(message) + "$"):  # the model refuses it the same way
         ADTransformer(small_cfg(encoder=EncoderConfig(kind=kind)), spec)  # type: ignore[arg-type]
+
+
+def test_the_choices_keep_the_other_settings() -> None:
+    # a conv of the default size does not fit a 16x16 image, the small one given does: it is offered
+    with pytest.raises(UserError, match=r"choose one of mlp, conv$"):
+        check_fits(dataclasses.replace(SMALL_CONV, kind="embedding"), IMAGE)
 
 
 def test_embedding_encoder_by_hand_and_uint8() -> None:

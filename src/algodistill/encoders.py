@@ -15,6 +15,7 @@ what an observation is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -86,7 +87,8 @@ def check_fits(cfg: EncoderConfig, spec: EnvSpec, field: str = "model.encoder") 
     """UserError naming the field (`field`.kind) and the fix unless encoder `cfg` can read the observations of
     `spec`."""
     if (reason := unfit_reason(cfg, spec)) is not None:
-        fits = [k for k in ("embedding", "mlp", "conv") if unfit_reason(EncoderConfig(kind=k), spec) is None]
+        kinds = ("embedding", "mlp", "conv")  # with the other settings given (a preset's conv channels, say)
+        fits = [k for k in kinds if unfit_reason(dataclasses.replace(cfg, kind=k), spec) is None]
         raise UserError(
             f"{field}.kind={cfg.kind!r} does not fit the observations of env={spec.name!r} "
             f"({spec.describe_obs()}): {reason}; choose one of {', '.join(fits)}"

@@ -6,10 +6,11 @@ explore, remember where the reward was, and exploit it, all in its hidden state.
 only between trials (a new task). AD paper Table 6: LSTM 256 x 2 layers, 10 episodes per trial,
 unroll 20, A3C; ours also allows a GRU (`cell`), which is cheaper on a CPU (docs/fidelity.md).
 
-Input embedding (ours; the paper does not give it): one learned table per observation component (as
-AD's embedding encoder) for categorical observations, summed with tables of a_{t-1} (with a start
-index for "no previous action") and d_{t-1}, plus a linear map of r_{t-1}; then the recurrent core;
-then a policy head (A logits) and a value head.
+Input embedding (ours; the paper does not give it): o_t through the observation encoder the config
+names (`RL2Config.encoder`, AD's encoders: a learned table per component of a grid cell by default, the
+components as numbers through an MLP, or a conv encoder for Watermaze's frames), summed with tables of
+a_{t-1} (with a start index for "no previous action") and d_{t-1}, plus a linear map of r_{t-1}; then
+the recurrent core; then a policy head (A logits) and a value head.
 
 As a method of the seam, its inference policy's state is the recurrent state; training is online
 (`algodistill rl2`, `algodistill.rl2`), so it has no offline data, windows or batches: those methods
@@ -47,7 +48,8 @@ class RL2Config:
     embed: int = 64
     """width of the input embedding (ours)"""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """how o_t becomes one embedding of width embed (encoders.py): embedding (a table per component) or mlp"""
+    """how o_t becomes one embedding of width embed (encoders.py): embedding (a table per component), mlp (the
+    components as numbers) or conv (frames; RL^2's presets drop its BatchNorm, see EncoderConfig.norm)"""
     trial_episodes: int = 10
     """episodes per trial on one task; the recurrent state is reset between trials (Table 6: 10)"""
 
