@@ -27,12 +27,14 @@ from torch import Tensor, nn
 from algodistill.envs.spec import EnvSpec
 from algodistill.errors import UserError
 
+EncoderKind = Literal["embedding", "mlp", "conv"]
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
     """How an observation becomes one embedding."""
 
-    kind: Literal["embedding", "mlp", "conv"] = "embedding"
+    kind: EncoderKind = "embedding"
     """embedding (categorical observations), mlp (any array, as numbers) or conv (images); see encoders.py"""
     hidden: int = 128
     """mlp: hidden width"""
@@ -87,7 +89,8 @@ def check_fits(cfg: EncoderConfig, spec: EnvSpec, field: str = "model.encoder") 
     """UserError naming the field (`field`.kind) and the fix unless encoder `cfg` can read the observations of
     `spec`."""
     if (reason := unfit_reason(cfg, spec)) is not None:
-        kinds = ("embedding", "mlp", "conv")  # with the other settings given (a preset's conv channels, say)
+        kinds: tuple[EncoderKind, ...] = ("embedding", "mlp", "conv")
+        # each kind with the other settings given (a preset's small conv, say)
         fits = [k for k in kinds if unfit_reason(dataclasses.replace(cfg, kind=k), spec) is None]
         raise UserError(
             f"{field}.kind={cfg.kind!r} does not fit the observations of env={spec.name!r} "
