@@ -89,10 +89,11 @@ def test_the_state_carries_across_episodes_and_resets_between_trials():
     torch.testing.assert_close(logits_at[2 * k], fresh)
 
 
-def test_resume_is_bit_exact(tmp_path):
-    whole = tiny(tmp_path / "whole")
+@pytest.mark.parametrize("unroll", [20, 40])  # one update per episode, or one through the whole trial
+def test_resume_is_bit_exact(tmp_path, unroll):
+    whole = tiny(tmp_path / "whole", unroll=unroll)
     train_rl2(whole)
-    half = tiny(tmp_path / "half", steps=2 * 8 * 40)
+    half = tiny(tmp_path / "half", unroll=unroll, steps=2 * 8 * 40)
     train_rl2(half)
     train_rl2(dataclasses.replace(half, steps=4 * 8 * 40))  # resumes at trial 2
     a, ca = load_rl2(tmp_path / "whole" / "ckpt.pt")
@@ -142,6 +143,15 @@ def test_presets_follow_table_6():
     assert (paper.net.cell, paper.net.hidden, paper.net.layers, paper.net.trial_episodes) == ("lstm", 256, 2, 10)
     assert (paper.ppo.lr, paper.tasks, paper.unroll, paper.steps) == (3e-4, 256, 20, 1_000_000_000)
     assert rl2_preset("bandit").net.trial_episodes == 100 and rl2_preset("bandit").normalize_by == "ucb"
+
+
+def test_quick_presets_of_the_dark_tasks_read_coordinates_as_numbers_through_the_whole_trial():
+    for env, trial in [("darkroom", 200), ("darkroom-hard", 200), ("keydoor", 500)]:
+        quick, paper = rl2_preset(env), rl2_preset(env, "paper")
+        assert (quick.net.encoder.kind, quick.unroll, quick.ppo.minibatches) == ("mlp", trial, 8), env
+        assert (paper.net.encoder.kind, paper.unroll) == ("embedding", 20), env  # Table 6
+    for env in ("bandit", "watermaze"):  # measured with an unroll of 20: kept
+        assert rl2_preset(env).unroll == 20 and rl2_preset(env).net.encoder.kind != "mlp", env
 
 
 def test_the_bandit_reports_every_condition_normalised_by_ucb(tmp_path, capsys):

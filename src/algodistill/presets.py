@@ -206,17 +206,26 @@ _RL2_BASES = {
         RL2Config(cell="gru", hidden=128, layers=1, embed=32),
         PPOConfig(lr=1e-3, reward_scale=0.05),
         256,
-        40_000_000,
+        20_000_000,
     ),
     "paper": (RL2Config(), PPOConfig(reward_scale=0.05), 256, 1_000_000_000),
 }
 """scale -> RL^2 (network, PPO, parallel tasks, env-step budget). paper: Table 6 (LSTM 256 x 2, lr 3e-4,
 batch 256, unroll 20, 10 episodes per trial; PPO instead of A3C is ours) and the paper's 1e9 steps.
-quick: a 1 x 128 GRU and lr 1e-3 for 2 CPU cores, measured in RESULTS.md. Both scale rewards by 0.05 in
-the loss (ours): on Dark Room, seed 0, 12M steps, the training return per episode reached 8.4 with it
-and 2.4 without (the value loss of unscaled returns swamps the policy gradient under the shared clip)."""
+quick: a 1 x 128 GRU and lr 1e-3 for 2 CPU cores, 20M steps (about 23 minutes on Dark Room with
+RL2_QUICK_GRID), measured in RESULTS.md. Both scale rewards by 0.05 in the loss (ours): on Dark Room,
+seed 0, 12M steps, the training return per episode reached 8.4 with it and 2.4 without (the value loss
+of unscaled returns swamps the policy gradient under the shared clip)."""
 RL2_TRIALS = {"bandit": 100}
 """episodes per trial where it is not Table 6's 10: the bandit's trial is its 100 pulls (Fig. 3)."""
+RL2_QUICK_GRID = ("darkroom", "darkroom-hard", "keydoor")
+"""envs whose quick RL^2 reads the cell's coordinates as numbers (an MLP encoder) and back-propagates through
+the whole trial (unroll = its 10 episodes, 8 minibatches of tasks), both ours. On Dark Room, seed 0, 12M
+steps (RESULTS.md, benchmarks/rl2_goals.py): with Table 6's unroll of one episode (20 steps) no gradient
+links the step that finds the goal to a later episode's return to it, and the held-out return per episode
+was 4.1 (a table per coordinate: 2.8); with 100 steps 7.9, with the whole trial 8.8 (14.5 in a trial's
+tenth episode), and 99% of the episodes after the goal was first found found it again (40% with the table
+and 20 steps): the table remembers the training goals, the numbers generalise to held-out ones."""
 RL2_PIXELS = {
     "quick": (dataclasses.replace(QUICK_ENCODER, norm="none"), 10, 8_000_000),
     "paper": (dataclasses.replace(TABLE_3_ENCODER, norm="none"), 30, 1_000_000_000),
@@ -225,7 +234,7 @@ RL2_PIXELS = {
 episodes per trial and the paper's 1e9 steps; the encoder is AD's Table 3 encoder without BatchNorm (ours:
 Table 7's RL^2 is a DQN(Q-lambda) agent with a ResNet torso, ours the same recurrent PPO as on the Dark
 tasks; `EncoderConfig.norm` says why no BatchNorm). quick: the AD quick preset's encoder without BatchNorm,
-Table 6's 10 episodes per trial, and 8M steps: about 25 minutes on 2 cores at 5,400 steps/s
+Table 6's 10 episodes per trial and unroll 20, and 8M steps: about 25 minutes on 2 cores at 5,400 steps/s
 (`python benchmarks/rl2.py --env watermaze --scales quick --tasks 256`)."""
 
 
@@ -233,12 +242,18 @@ def rl2_preset(env: str, scale: str = "quick") -> RL2TrainConfig:
     """The RL^2 training config of (env, scale), from the registry like every run's."""
     env = get_preset(env, scale).env  # the same envs and scales as the runs (and aliases), and the same errors
     net, ppo, tasks, steps = _RL2_BASES[scale]
-    net = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10))
-    if get_family(env).spec.obs_high is None:  # frames: a conv encoder (Watermaze)
+    net, unroll = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10)), 20
+    spec = get_family(env).spec
+    if spec.obs_high is None:  # frames: a conv encoder (Watermaze)
         encoder, trial_episodes, steps = RL2_PIXELS[scale]
         net = dataclasses.replace(net, encoder=encoder, trial_episodes=trial_episodes)
+    if scale == "quick" and env in RL2_QUICK_GRID:
+        net = dataclasses.replace(net, encoder=EncoderConfig("mlp"))
+        unroll, ppo = net.trial_episodes * spec.episode_length, dataclasses.replace(ppo, minibatches=8)
     normalize_by = "ucb" if env == "bandit" else None  # paper Fig. 3's normalised score
-    return RL2TrainConfig(env, preset=scale, net=net, ppo=ppo, tasks=tasks, steps=steps, normalize_by=normalize_by)
+    return RL2TrainConfig(
+        env, preset=scale, net=net, ppo=ppo, tasks=tasks, unroll=unroll, steps=steps, normalize_by=normalize_by
+    )
 
 
 def rl2_defaults(args: Sequence[str]) -> RL2TrainConfig | None:

@@ -4,9 +4,10 @@ Each trial, N tasks are drawn from the training split and stepped together for k
 k = 10); the recurrent state starts at zero and is carried across the trial's episodes, so a trial is
 one RL^2 "episode" (Duan et al. 2016): the return is summed and discounted across its episodes, which
 is what makes exploring in the first episode pay in the later ones. The trial is cut into unrolls of U
-steps (Table 6: 20) for truncated back-propagation through time: each unroll's start state is stored,
-the next value bootstraps its GAE(lambda) advantages (0 at the trial's end), and PPO (Schulman et al.
-2017; clipped ratio, several epochs over minibatches of tasks) updates the network once per unroll.
+steps (Table 6: 20; the Dark tasks' quick preset: the whole trial, `presets.RL2_QUICK_GRID` says why)
+for truncated back-propagation through time: each unroll's start state is stored, the next value
+bootstraps its GAE(lambda) advantages (0 at the trial's end), and PPO (Schulman et al. 2017; clipped
+ratio, several epochs over minibatches of tasks) updates the network once per unroll.
 The paper trains RL^2 with A3C; PPO is our choice (docs/fidelity.md), with the paper's lr 3e-4 and
 batch of 256 tasks; rewards are scaled in the loss (`PPOConfig.reward_scale`, ours).
 
