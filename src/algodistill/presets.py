@@ -224,7 +224,7 @@ the whole trial (unroll = its 10 episodes, 8 minibatches of tasks), both ours. O
 steps (RESULTS.md, benchmarks/rl2_goals.py): with Table 6's unroll of one episode (20 steps) no gradient
 links the step that finds the goal to a later episode's return to it, and the held-out return per episode
 was 4.1 (a table per coordinate: 2.8); with 100 steps 7.9, with the whole trial 8.8 (14.5 in a trial's
-tenth episode), and 99% of the episodes after the goal was first found found it again (40% with the table
+tenth episode), and 99% of the episodes after the goal was first found went back to it (40% with the table
 and 20 steps): the table remembers the training goals, the numbers generalise to held-out ones."""
 RL2_PIXELS = {
     "quick": (dataclasses.replace(QUICK_ENCODER, norm="none"), 10, 8_000_000),
