@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class EncoderConfig:
     between acting and learning)"""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("embedding", "mlp", "conv"):
+        if self.kind not in get_args(EncoderKind):
             raise UserError(f"model.encoder.kind={self.kind!r} is unknown: choose embedding, mlp or conv")
         for name in ("hidden", "kernel", "stride"):
             if getattr(self, name) < 1:
@@ -89,9 +89,8 @@ def check_fits(cfg: EncoderConfig, spec: EnvSpec, field: str = "model.encoder") 
     """UserError naming the field (`field`.kind) and the fix unless encoder `cfg` can read the observations of
     `spec`."""
     if (reason := unfit_reason(cfg, spec)) is not None:
-        kinds: tuple[EncoderKind, ...] = ("embedding", "mlp", "conv")
         # each kind with the other settings given (a preset's small conv, say)
-        fits = [k for k in kinds if unfit_reason(dataclasses.replace(cfg, kind=k), spec) is None]
+        fits = [k for k in get_args(EncoderKind) if unfit_reason(dataclasses.replace(cfg, kind=k), spec) is None]
         raise UserError(
             f"{field}.kind={cfg.kind!r} does not fit the observations of env={spec.name!r} "
             f"({spec.describe_obs()}): {reason}; choose one of {', '.join(fits)}"

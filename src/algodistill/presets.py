@@ -242,14 +242,16 @@ def rl2_preset(env: str, scale: str = "quick") -> RL2TrainConfig:
     """The RL^2 training config of (env, scale), from the registry like every run's."""
     env = get_preset(env, scale).env  # the same envs and scales as the runs (and aliases), and the same errors
     net, ppo, tasks, steps = _RL2_BASES[scale]
-    net, unroll = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10)), 20
+    net = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10))
+    unroll = 20  # Table 6
     spec = get_family(env).spec
     if spec.obs_high is None:  # frames: a conv encoder (Watermaze)
         encoder, trial_episodes, steps = RL2_PIXELS[scale]
         net = dataclasses.replace(net, encoder=encoder, trial_episodes=trial_episodes)
     if scale == "quick" and env in RL2_QUICK_GRID:
         net = dataclasses.replace(net, encoder=EncoderConfig("mlp"))
-        unroll, ppo = net.trial_episodes * spec.episode_length, dataclasses.replace(ppo, minibatches=8)
+        unroll = net.trial_episodes * spec.episode_length  # the whole trial
+        ppo = dataclasses.replace(ppo, minibatches=8)
     normalize_by = "ucb" if env == "bandit" else None  # paper Fig. 3's normalised score
     return RL2TrainConfig(
         env, preset=scale, net=net, ppo=ppo, tasks=tasks, unroll=unroll, steps=steps, normalize_by=normalize_by
