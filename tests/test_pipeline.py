@@ -230,6 +230,9 @@ def test_baselines_choose_what_runs_beside_ad(tmp_path):
     assert set(report["curves"]) == {"ad", "rl2"} and "conditions" not in report and "source_tuned" not in report
     ad, rl2 = (np.load(tmp_path / "r" / "seed-0" / "eval" / f"{m}.npz") for m in ("ad", "rl2"))
     np.testing.assert_array_equal(ad["task_ids"], rl2["task_ids"])  # the same held-out streams
-    assert "trained online" in (tmp_path / "r" / "report.md").read_text()
+    assert "state is carried across the whole evaluation" in (tmp_path / "r" / "report.md").read_text()
     again = cli(*args)
     assert again.returncode == 0 and "[skip] seed-0/train-rl2" in again.stdout, again.stderr
+    reset = cli(*args, "--no-rl2-carry")  # another evaluation of the same RL^2
+    assert "[skip] seed-0/train-rl2" in reset.stdout and "[run] seed-0/eval-rl2" in reset.stdout, reset.stderr
+    assert "reset every trial" in (tmp_path / "r" / "report.md").read_text()

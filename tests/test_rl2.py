@@ -66,9 +66,10 @@ def test_ppo_loss_on_a_hand_worked_two_step_case():
     assert parts["pg"] == pytest.approx(-(1.2 * 1.0 + 0.8 * -1.0) / 2)
 
 
-def test_the_state_carries_across_episodes_and_resets_between_trials():
+@pytest.mark.parametrize("carry", [False, True])
+def test_the_state_carries_across_episodes_and_resets_between_trials_unless_carried(carry):
     torch.manual_seed(0)
-    policy = RL2Policy(RL2Net(TINY_NET, FAMILY.spec))
+    policy = RL2Policy(RL2Net(TINY_NET, FAMILY.spec), carry=carry)
     H, k = FAMILY.spec.episode_length, TINY_NET.trial_episodes
     obs = torch.tensor([[4, 4]], dtype=torch.uint8)
     fresh, _ = policy.act(
@@ -76,17 +77,15 @@ def test_the_state_carries_across_episodes_and_resets_between_trials():
     )
     state = policy.init_state(1)
     a, r, d = torch.tensor([NO_ACTION]), torch.zeros(1), torch.ones(1, dtype=torch.bool)
-    logits_at = {}
+    logits_at = {}  # the logits at each episode's first step
     for t in range(2 * k * H + 1):
-        if t % H == 0:
-            logits_at[t // H] = None
         logits, state = policy.act(state, obs, a, r, d)
         if t % H == 0:
             logits_at[t // H] = logits
         a, r, d = torch.tensor([1]), torch.tensor([0.5]), torch.tensor([(t + 1) % H == 0])
     assert not torch.allclose(logits_at[1], fresh)  # episode 2 of the trial: the state carried on
-    torch.testing.assert_close(logits_at[k], fresh)  # a new trial starts from the zero state
-    torch.testing.assert_close(logits_at[2 * k], fresh)
+    for e in (k, 2 * k):  # a new trial starts from the zero state; a carried evaluation runs on
+        assert torch.allclose(logits_at[e], fresh) != carry
 
 
 @pytest.mark.parametrize("unroll", [20, 40])  # one update per episode, or one through the whole trial

@@ -242,6 +242,9 @@ class RunConfig:
     (DPT: AD's model trained on the optimal action at each observation of AD's source's histories)"""
     rl2_steps: int | None = None
     """env-step budget of each RL^2 training when rl2 is a baseline (default: the rl2 preset's)"""
+    rl2_carry: bool = True
+    """RL^2's evaluation carries its recurrent state across the whole evaluation, as AD's context is;
+    --no-rl2-carry resets it every trial, as in its training"""
     name: str | None = None
     """run name (default: <env>-<preset>); the run lives in <runs>/<name>/"""
     runs: Path = Path("runs")

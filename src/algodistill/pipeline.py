@@ -175,7 +175,14 @@ def run(cfg: RunConfig, reuse: Sequence[Path] = ()) -> Path:
     inputs = [p for s in cfg.train_seed_list for p in _replica_files(cfg, s)]
     inputs += [p for files in baselines.values() for p in files.values()] + ([tuned_json] if baselines else [])
     report_files = [root / f for f in ("report.json", "report.md", "curves.png", "loss.png", "frames.png")]
-    report_record = {"env": cfg.env, "preset": cfg.preset, "methods": evaluated, "seeds": cfg.train_seed_list}
+    report_record: dict[str, object] = {
+        "env": cfg.env,
+        "preset": cfg.preset,
+        "methods": evaluated,
+        "seeds": cfg.train_seed_list,
+    }
+    if "rl2" in cfg.baseline_list:  # the report says how RL^2 was evaluated
+        report_record["rl2_carry"] = cfg.rl2_carry
     stages.run("report", report_record, inputs, lambda: [p for p in report_files if p.is_file()], report)
     # the resolved config of the finished run (written last: a refused re-run leaves the old one)
     atomic_write_json(root / "config.json", resolved_config(cfg))
@@ -225,7 +232,8 @@ def _replica(cfg: RunConfig, seed: int, reuse: Sequence[Path] = ()) -> tuple[dic
         stages.run("train-rl2", {**rl2.record(), "steps": rl2.steps}, [], [ckpt], partial(fit_rl2, rl2, device))
         out = {split: _result(cfg, seed, "rl2", split) for split in _eval_splits(family)}
         work = partial(_evaluate_rl2, ckpt, cfg, out, device)
-        stages.run("eval-rl2", {**jsonable(cfg.eval), "seed": cfg.seed}, [ckpt], list(out.values()), work)
+        eval_key = {**jsonable(cfg.eval), "seed": cfg.seed, "carry": cfg.rl2_carry}
+        stages.run("eval-rl2", eval_key, [ckpt], list(out.values()), work)
     prefix = f"seed-{seed}/"
     return {prefix + k: v for k, v in stages.timings.items()}, {prefix + k: v for k, v in stages.ran.items()}
 
@@ -336,14 +344,14 @@ def _rl2_config(cfg: RunConfig, seed: int) -> RL2TrainConfig:
 
 
 def _evaluate_rl2(ckpt: Path, cfg: RunConfig, out: dict[str, Path], device: torch.device) -> None:
-    """RL^2 frozen on each split's streams, its state reset every trial as in training (`RL2Policy`): carried
-    further, it would run past the horizon its recurrent dynamics were ever trained on."""
+    """RL^2 frozen on each split's streams, its recurrent state carried across the whole evaluation (or reset
+    every trial with --no-rl2-carry; `RL2Policy` says why)."""
     net, _ = load_rl2(ckpt, device)
     family = get_family(cfg.env)
     for split, path in out.items():
         label = None if cfg.quiet else f"evaluate rl2 on {split}"
         returns, streams = evaluate_policy(
-            RL2Policy(net), family, split, cfg.eval, seed=cfg.seed, device=device, label=label
+            RL2Policy(net, carry=cfg.rl2_carry), family, split, cfg.eval, seed=cfg.seed, device=device, label=label
         )
         save_returns(path, returns, streams)
 

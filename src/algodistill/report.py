@@ -319,9 +319,14 @@ def _markdown(report: dict[str, Any], main: Condition, styles: Styles, run_dir: 
             "with its exploration schedule fitted to this evaluation's budget on training tasks."
         )
     if "rl2" in main.methods:
+        carry = report.get("run_config", {}).get("rl2_carry", True)
         about.append(
-            "RL^2 is trained online on the training tasks, then frozen; its recurrent state is reset every trial "
-            "as in training (carried further, it would run past any horizon it was trained on)."
+            "RL^2 is trained online on the training tasks, then frozen; its recurrent state is "
+            + (
+                "carried across the whole evaluation, as AD's context is (each stream keeps one task)."
+                if carry
+                else "reset every trial, as in its training (--no-rl2-carry)."
+            )
         )
     lines = [
         f"# algodistill report: {report['env']} ({report['preset']} preset)",

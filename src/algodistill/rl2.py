@@ -112,7 +112,10 @@ class RL2TrainConfig:
     eval: Annotated[EvalConfig, tyro.conf.arg(name="eval")] = field(
         default_factory=lambda: EvalConfig(episodes=100, tasks=20, streams_per_task=5)
     )
-    """evaluation at the end on held-out and on training tasks: frozen weights, state reset every trial"""
+    """evaluation at the end on held-out and on training tasks, frozen weights"""
+    eval_carry: bool = True
+    """carry the recurrent state across the whole evaluation, as AD's context is (a stream keeps one task);
+    --no-eval-carry resets it every trial, as in training (methods/rl2.py, RL2Policy)"""
     normalize_by: str | None = None
     """source algorithm whose return, learning from scratch on the same streams, is 1 of the printed
     normalised score (0: random); the bandit's presets: ucb (paper Fig. 3)"""
@@ -231,7 +234,7 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
     device = pick_device(cfg.device)
     net, log = fit_rl2(cfg, device)
     family, out = get_family(cfg.env), cfg.out_dir
-    policy = RL2Policy(net)
+    policy = RL2Policy(net, carry=cfg.eval_carry)
     summary = []
     # every test condition (held out), and training tasks for comparison (RL^2 can memorise those)
     for name, split in {**family.conditions, "train": "train"}.items():

@@ -96,12 +96,18 @@ class RL2Net(nn.Module):
 
 class RL2Policy:
     """The frozen network acting in context: its state is the recurrent state and each stream's episode
-    count in the current trial; the recurrent state is reset every `trial_episodes` episodes, as in
-    training (the network never saw longer trials)."""
+    count in the current trial.
 
-    def __init__(self, model: RL2Net) -> None:
+    `carry` (the default): the recurrent state runs on across the whole evaluation, as AD's context does,
+    since a stream keeps one task throughout (AD paper Sec. 4.3), so what the trial found is kept instead of
+    searched for again. The network never trained past `trial_episodes` episodes, but on Dark Room the
+    carried state holds (RESULTS.md, "RL^2 carried through the evaluation"). `carry=False` resets it every
+    `trial_episodes` episodes, as in training (the paper does not say which it evaluates)."""
+
+    def __init__(self, model: RL2Net, carry: bool = True) -> None:
         self.model = model.eval()
         self.k = model.cfg.trial_episodes
+        self.carry = carry
 
     def init_state(self, batch: int) -> tuple[State, Tensor]:
         device = next(self.model.parameters()).device
@@ -114,7 +120,7 @@ class RL2Policy:
         rec, episodes = state
         first = a_tm1 == NO_ACTION  # (B,) a stream's first step: an empty trial already
         episodes = torch.where(first, 0, episodes + done_tm1.long())  # (B,) episodes finished in this trial
-        new_trial = episodes == self.k  # (B,)
+        new_trial = (episodes == self.k) & (not self.carry)  # (B,)
         episodes = torch.where(new_trial, 0, episodes)
         keep = (~new_trial).float()[None, :, None]  # (1, B, 1)
         rec = tuple(h * keep for h in rec)
