@@ -225,7 +225,8 @@ steps (RESULTS.md, benchmarks/rl2_goals.py): with Table 6's unroll of one episod
 links the step that finds the goal to a later episode's return to it, and the held-out return per episode
 was 4.1 (a table per coordinate: 2.8); with 100 steps 7.9, with the whole trial 8.8 (14.5 in a trial's
 tenth episode), and 99% of the episodes after the goal was first found went back to it (40% with the table
-and 20 steps): the table remembers the training goals, the numbers generalise to held-out ones."""
+and 20 steps): the table remembers the training goals, the numbers generalise to held-out ones. Tuned on
+Dark Room only: on Hard and Key-to-Door (seed 0, 20M steps) it does not learn in context yet (RESULTS.md)."""
 RL2_PIXELS = {
     "quick": (dataclasses.replace(QUICK_ENCODER, norm="none"), 10, 8_000_000),
     "paper": (dataclasses.replace(TABLE_3_ENCODER, norm="none"), 30, 1_000_000_000),
