@@ -153,6 +153,12 @@ def test_quick_presets_of_the_dark_tasks_read_coordinates_as_numbers_through_the
         assert rl2_preset(env).unroll == 20 and rl2_preset(env).net.encoder.kind != "mlp", env
 
 
+def test_dark_room_hard_alone_leaves_its_rewards_unscaled():
+    for scale in ("quick", "paper"):  # Hard pays at most 1 per episode (presets.RL2_REWARD_SCALES)
+        assert rl2_preset("darkroom-hard", scale).ppo.reward_scale == 1.0
+        assert rl2_preset("darkroom", scale).ppo.reward_scale == rl2_preset("keydoor", scale).ppo.reward_scale == 0.05
+
+
 def test_the_bandit_reports_every_condition_normalised_by_ucb(tmp_path, capsys):
     from algodistill.configs import EvalConfig
 
