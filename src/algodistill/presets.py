@@ -251,8 +251,7 @@ def rl2_preset(env: str, scale: str = "quick") -> RL2TrainConfig:
     env = get_preset(env, scale).env  # the same envs and scales as the runs (and aliases), and the same errors
     net, ppo, tasks, steps = _RL2_BASES[scale]
     net = dataclasses.replace(net, trial_episodes=RL2_TRIALS.get(env, 10))
-    if env in RL2_REWARD_SCALES:
-        ppo = dataclasses.replace(ppo, reward_scale=RL2_REWARD_SCALES[env])
+    ppo = dataclasses.replace(ppo, reward_scale=RL2_REWARD_SCALES.get(env, ppo.reward_scale))
     unroll = 20  # Table 6
     spec = get_family(env).spec
     if spec.obs_high is None:  # frames: a conv encoder (Watermaze)
