@@ -216,7 +216,8 @@ class RunConfig:
     """Generate data, train every method, evaluate in context on held-out tasks, and write a report."""
 
     env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
-    """task family: bandit, darkroom, darkroom-hard or keydoor"""
+    """task family: bandit, darkroom, darkroom-hard, keydoor, watermaze or watermaze-small (36 x 48 frames, where
+    watermaze's quick preset runs)"""
     preset: str = "quick"
     """preset the other fields start from: quick (minutes on a laptop CPU) or paper (the paper's sizes)"""
     seed: int = 0
