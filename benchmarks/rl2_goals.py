@@ -85,6 +85,7 @@ def main(args: Args) -> None:
     if env_name not in ("darkroom", "darkroom-hard"):
         raise SystemExit(f"{args.run} is an RL^2 of {env_name}: this diagnostic reads Dark Room goal cells")
     family = get_family(env_name)
+    assert isinstance(family, DarkRoomFamily)
     E = net.cfg.trial_episodes
     encoder = ckpt["job"]["net"].get("encoder", {}).get("kind", "embedding")
     print(f"{args.run}: RL^2 ({encoder} encoder) after {ckpt['log'][-1][1]:,} env steps, one trial of {E} episodes")
@@ -102,7 +103,6 @@ def main(args: Args) -> None:
         )
     tasks = np.repeat(family.split("train"), args.streams)
     train_cells, test_cells = family.split("train"), family.split("test")
-    assert isinstance(family, DarkRoomFamily)
     dist = grid.manhattan(family.size, family.centre, np.arange(family.size**2))  # (C,) steps from the start
     print(
         "  episode 1 on training goals, share of cells stepped on: training cells / held-out cells / held-out "
