@@ -48,12 +48,10 @@ class Args:
 
 
 def rollout(
-    net: RL2Net | None, env_name: str, tasks: np.ndarray, episodes: int, seed: int
+    net: RL2Net | None, family: DarkRoomFamily, tasks: np.ndarray, episodes: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One trial of the frozen RL^2 (uniformly random actions when net is None) on every goal of `tasks` (S,).
     -> returns (S, E), reached (S, E): the goal paid in the episode, visited (S, C): cells stepped on in episode 1."""
-    family = get_family(env_name)
-    assert isinstance(family, DarkRoomFamily)
     S, H, size = len(tasks), family.spec.episode_length, family.size
     env = family.make(tasks, seed=seed, ids=np.arange(S))
     actor = None if net is None else InContextActor(RL2Policy(net), S, device=torch.device("cpu"), seed=seed)
@@ -89,9 +87,10 @@ def main(args: Args) -> None:
     E = net.cfg.trial_episodes
     encoder = ckpt["job"]["net"].get("encoder", {}).get("kind", "embedding")
     print(f"{args.run}: RL^2 ({encoder} encoder) after {ckpt['log'][-1][1]:,} env steps, one trial of {E} episodes")
+    visited = {}  # (S, C) cells stepped on in episode 1, per split
     for split in ("test", "train"):
         tasks = np.repeat(family.split(split), args.streams)  # (S,) goal cells
-        returns, reached, _ = rollout(net, env_name, tasks, E, args.seed)
+        returns, reached, visited[split] = rollout(net, family, tasks, E, args.seed)
         S = len(tasks)
         first = np.where(reached.any(axis=1), reached.argmax(axis=1), E)  # (S,) episode of the first reach
         later = [reached[s, first[s] + 1 :].mean() for s in range(S) if first[s] < E - 1]
@@ -102,15 +101,15 @@ def main(args: Args) -> None:
             f"after the first reach, later episodes reaching it {np.mean(later):.2f}"
         )
     tasks = np.repeat(family.split("train"), args.streams)
+    _, _, random_visited = rollout(None, family, tasks, 1, args.seed)
     train_cells, test_cells = family.split("train"), family.split("test")
     dist = grid.manhattan(family.size, family.centre, np.arange(family.size**2))  # (C,) steps from the start
     print(
         "  episode 1 on training goals, share of cells stepped on: training cells / held-out cells / held-out "
         "against training cells at the same distance from the start (1: no preference)"
     )
-    for name, policy in (("rl2", net), ("random actions", None)):
-        _, _, visited = rollout(policy, env_name, tasks, 1, args.seed)
-        cover = visited.mean(axis=0)  # (C,) share of trials that stepped on each cell
+    for name, stepped in (("rl2", visited["train"]), ("random actions", random_visited)):
+        cover = stepped.mean(axis=0)  # (C,) share of trials that stepped on each cell
         same_d = np.array([cover[train_cells[dist[train_cells] == dist[c]]].mean() for c in test_cells])
         print(
             f"    {name:<14} {cover[train_cells].mean():.3f} / {cover[test_cells].mean():.3f} / "
