@@ -208,6 +208,10 @@ def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb_with_rl2
     for cond in report["conditions"].values():
         assert set(cond["normalized"]) == {"ad", "ed", "rl2", "source", "source-tuned"}
         assert cond["normalized"]["source"] == 1.0  # UCB on the same draws is the reference
+        assert cond["normalized_tuned"]["source-tuned"] == 1.0 and set(cond["normalized_tuned_seeds"]) == {"0"}
+    even, r_random = report["conditions"]["even"], report["reference"]["random"]
+    r_tuned, r_ad = (float(np.mean(even["curves"][m])) for m in ("source-tuned", "ad"))
+    assert even["normalized_tuned"]["ad"] == pytest.approx((r_ad - r_random) / (r_tuned - r_random), abs=1e-3)
     assert report["curves"] == report["conditions"]["even"]["curves"]  # the main curves: the "test" split
     assert len(report["curves"]["rl2"]) == 10 and "rl2" in report["on_training_tasks"]
     assert report["cost"]["rl2"]["env_steps"] == 256 * 100 and report["cost"]["ad"]["env_steps"] == 8 * 100
@@ -217,6 +221,7 @@ def test_bandit_reports_the_three_conditions_of_fig_3_normalised_by_ucb_with_rl2
     md = (tmp_path / "b" / "report.md").read_text()
     assert "| AD |" in md and "| RL^2 |" in md and "odd | even | uniform" in r.stdout
     assert "≈1.05 / ≈-0.48 / ≈0.83" in md and "| RL^2 | 25,600 |" in md
+    assert "| method | odd | even | uniform | odd (tuned) | even (tuned) | uniform (tuned) |" in md
 
 
 def test_baselines_choose_what_runs_beside_ad(tmp_path):

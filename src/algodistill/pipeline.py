@@ -51,7 +51,7 @@ from algodistill.rl2 import RL2TrainConfig, env_steps, fit_rl2, load_rl2
 from algodistill.sources import SourceConfig
 from algodistill.stages import Stages, recorded_seconds
 from algodistill.train import train
-from algodistill.tuning import tune_source
+from algodistill.tuning import candidates, tune_source
 
 BASELINE_STYLES = {"source": ("source", "C2"), "source-tuned": ("source (tuned to budget)", "C7")}
 """Label and colour of the baselines' curves."""
@@ -120,9 +120,10 @@ def run(cfg: RunConfig, reuse: Sequence[Path] = ()) -> Path:
             partial(_source, cfg, streams, baselines["source"], cfg.data.steps, cfg.data.sources),
         )
         outputs = [*baselines["source-tuned"].values(), tuned_json]
+        grid = [setting for setting, _ in candidates(cfg.data.source, cfg.data.sources)]
         stages.run(
             "eval-source-tuned",
-            record,
+            {**record, "grid": grid},  # a widened grid re-tunes a finished run
             [],
             outputs,
             partial(_source_tuned, cfg, streams, baselines["source-tuned"], tuned_json),

@@ -45,6 +45,7 @@ from algodistill.rng import Tag
 from algodistill.sources import SourceConfig, check_source
 from algodistill.stats import normalized_score
 from algodistill.train import TrainingDiverged
+from algodistill.tuning import tune_source
 
 FORMAT, VERSION = "algodistill-rl2", 1
 
@@ -118,7 +119,8 @@ class RL2TrainConfig:
     --no-eval-carry resets it every trial, as in training (methods/rl2.py, RL2Policy)"""
     normalize_by: str | None = None
     """source algorithm whose return, learning from scratch on the same streams, is 1 of the printed
-    normalised score (0: random); the bandit's presets: ucb (paper Fig. 3)"""
+    normalised score (0: random), and again with its schedule tuned to the evaluation budget
+    (`algodistill.tuning`); the bandit's presets: ucb (paper Fig. 3)"""
     device: DeviceName = "auto"
     """"auto": CUDA when present, else CPU (float32)"""
     resume: bool = True
@@ -236,6 +238,8 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
     family, out = get_family(cfg.env), cfg.out_dir
     policy = RL2Policy(net, carry=cfg.eval_carry)
     summary = []
+    if cfg.normalize_by is not None:  # on training tasks, so one fit serves every condition
+        tuned = tune_source(family, cfg.normalize_by, SourceConfig(), cfg.eval.episodes, seed=0)
     # every test condition (held out), and training tasks for comparison (RL^2 can memorise those)
     for name, split in {**family.conditions, "train": "train"}.items():
         returns, streams = evaluate_policy(policy, family, split, cfg.eval, seed=cfg.seed, device=device)
@@ -247,8 +251,13 @@ def train_rl2(cfg: RL2TrainConfig) -> Path:
             ref = rollout_source(
                 family, cfg.normalize_by, streams, cfg.eval.episodes, history_steps=steps, cfg=SourceConfig()
             )
-            score = normalized_score(returns.mean(), family.random_return(streams).mean(), ref.mean())
-            line += f", normalised by {cfg.normalize_by} {score:.2f}"
+            ref_tuned = rollout_source(
+                family, cfg.normalize_by, streams, cfg.eval.episodes, history_steps=steps, cfg=tuned.cfg
+            )
+            r_random = family.random_return(streams).mean()
+            score = normalized_score(returns.mean(), r_random, ref.mean())
+            score_tuned = normalized_score(returns.mean(), r_random, ref_tuned.mean())
+            line += f", normalised by {cfg.normalize_by} {score:.2f}, by {cfg.normalize_by} tuned {score_tuned:.2f}"
         summary.append(line + ")")
     if not cfg.quiet:
         trained = int(log[-1][1]) if log else 0
