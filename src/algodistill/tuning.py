@@ -41,7 +41,8 @@ A2C_LR_SCALES = (0.3, 1.0, 3.0, 10.0)
 UCB_CS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 """ucb: exploration coefficients c. Down to 1/16 because 100 pulls of 10 Bernoulli arms reward little
 exploration: on the bandit's training streams the mean return is 0.797 at c = 0.25 and 0.809 at 0.0625
-(0.808 greedy, c = 0), so a grid that stopped at 0.25 chose its own edge (measured 2026-12-03)"""
+(`algodistill run bandit`'s eval/source-tuned.json, 2026-12-03), so a grid that stopped at 0.25 chose its
+own edge"""
 TUNE_SEED_OFFSET = 1 << 32
 """tuning runs use seed + this: far from any evaluation seed, so their random streams differ"""
 
