@@ -12,6 +12,9 @@ timed on raw (unwrapped) envs, the faster baseline, and with gymnasium.make's de
 Watermaze, a section of its own: rendered frames per second of the batched env (one frame per task
 and step, resets included) at the paper's 72 x 96 (`watermaze`) and at 36 x 48 (`watermaze-small`), for
 N = 1, 64, 1024. Target (the Watermaze issue): at least 5,000 frames/s at 72 x 96 with N = 1024 on 2 cores.
+Then the sampler's redraw of a training batch from the stored form (`WatermazeFamily.decode_obs`, 32
+windows x 101 steps = 3,232 frames): numpy on the CPU, torch on the CPU, and torch on CUDA when there is
+a GPU (the trainer draws there; frames per second, the copy of the stored form to the device included).
 Exit code 1 if a target is missed.
 """
 
@@ -22,8 +25,9 @@ import time
 
 import gymnasium
 import numpy as np
+import torch
 
-from algodistill.envs import get_family
+from algodistill.envs import TaskFamily, get_family
 
 FAMILIES = ("darkroom", "keydoor")
 BATCH_SIZES = (1, 64, 4096)
@@ -34,6 +38,7 @@ TARGET_RATIO = 100.0  # batched N = 4096 over the per-task loop
 WATERMAZE = ("watermaze", "watermaze-small")  # 72 x 96 (paper Sec. 4.1) and 36 x 48
 WATERMAZE_BATCH_SIZES = (1, 64, 1024)
 TARGET_FRAMES = 5000.0  # watermaze 72 x 96, N = 1024
+DECODE_FRAMES = 32 * 101  # one quick-preset training batch of Watermaze windows
 
 
 def best_time(run, repeats: int = REPEATS) -> float:
@@ -127,6 +132,31 @@ def watermaze_section() -> tuple[str, bool]:
     return f"watermaze 72x96 batched N=1024 >= {TARGET_FRAMES:,.0f} frames/s ({got:,.0f})", got >= TARGET_FRAMES
 
 
+def decode_section() -> None:
+    """Print frames/s of redrawing a training batch from its stored form, per renderer and device."""
+    devices = ["numpy", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"{'env':<16} {'resolution':<11} {'batch':>5} " + " ".join(f"{d:>12}" for d in devices))
+    rng = np.random.default_rng(0)
+    radius, bearing = 0.95 * np.sqrt(rng.random(DECODE_FRAMES)), 2 * np.pi * rng.random(DECODE_FRAMES)
+    stored = np.stack([radius * np.cos(bearing), radius * np.sin(bearing), 2 * np.pi * rng.random(DECODE_FRAMES)])
+    stored = stored.T.astype(np.float32)  # (n, 3) positions uniform over the pool, any heading
+    for name in WATERMAZE:
+        f = get_family(name)
+        fps = []
+        for d in devices:
+
+            def run(d: str = d, f: TaskFamily = f) -> None:
+                f.decode_obs(stored if d == "numpy" else torch.from_numpy(stored).to(d))
+                if d == "cuda":
+                    torch.cuda.synchronize()
+
+            run()  # warm-up: the per-device camera, CUDA kernels
+            fps.append(DECODE_FRAMES / best_time(run))
+        H, W = f.spec.obs_shape[:2]
+        print(f"{name:<16} {f'{H}x{W}':<11} {DECODE_FRAMES:>5} " + " ".join(f"{v:>12,.0f}" for v in fps))
+    print()
+
+
 def main() -> int:
     rows: list[tuple[str, str, float]] = []
     results: dict[tuple[str, str], float] = {}
@@ -154,6 +184,7 @@ def main() -> int:
         ratio = results[name, "batched N=4096"] / loop[name]
         checks.append((f"{name} batched N=4096 >= {TARGET_RATIO:.0f}x the per-task loop ({ratio:.0f}x)", ratio >= 100))
     checks.append(watermaze_section())
+    decode_section()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     return 0 if all(ok for _, ok in checks) else 1

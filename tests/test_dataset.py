@@ -434,11 +434,13 @@ def test_sampler_bound_is_on_the_steps_inside_the_history(toy):
     np.testing.assert_array_equal(w.obs[:, 1:, 0].numpy(), np.tile(np.arange(44), (3, 1)))
 
 
-def test_windows_rows_and_to(toy):
-    ram, _, _ = toy
+def test_a_part_of_the_batch_and_to(toy):
+    ram, lazy, _ = toy
     w = ram.sample(np.random.default_rng(5), 6, 9, 1, lead=1)
-    for name, v in _fields(w.rows(2, 5)).items():
-        assert v.equal(_fields(w)[name][2:5]), name
+    for ds in (ram, lazy):  # one DDP rank's share: the same draws, only its rows read
+        share = ds.sample(np.random.default_rng(5), 6, 9, 1, lead=1, part=slice(2, 5))
+        for name, v in _fields(share).items():
+            assert v.equal(_fields(w)[name][2:5]), name
     moved = w.to(torch.device("cpu"))
     for name, v in _fields(moved).items():
         assert v.device.type == "cpu" and v.dtype == _fields(w)[name].dtype and v.equal(_fields(w)[name]), name

@@ -76,6 +76,22 @@ def test_sampled_windows_show_the_frames_the_env_showed(data):
     assert checked == 8
 
 
+def test_windows_drawn_by_torch_on_a_device_are_the_numpy_windows(data):
+    """The trainer on an accelerator has the sampler draw frames there (torch): the same windows, padding
+    zeroed, and one rank's share of the batch is those rows of the whole batch."""
+    ds = Dataset.open(data)
+    cpu = torch.device("cpu")
+    for part in (slice(None), slice(3, 7)):  # windows of 150 steps in histories of 150: half start padded
+        ref = ds.sample(np.random.default_rng(4), 8, 150, lead=1, part=part)
+        got = ds.sample(np.random.default_rng(4), 8, 150, lead=1, part=part, device=cpu)
+        assert got.obs.dtype == ref.obs.dtype == torch.uint8 and got.obs.equal(ref.obs)
+        assert (got.obs[got.pad] == 0).all() and (got.obs[~got.pad] != 0).any()
+    whole, share = (ds.sample(np.random.default_rng(4), 8, 150, lead=1, part=p) for p in (slice(None), slice(3, 7)))
+    assert whole.pad.any()
+    for name in ("obs", "actions", "rewards", "dones", "pad", "task_ids"):
+        assert getattr(share, name).equal(getattr(whole, name)[3:7]), name
+
+
 def test_a_tiny_run_trains_ad_with_a_conv_encoder_on_frames(tmp_path):
     conv = EncoderConfig(kind="conv", channels=(8, 16))  # 2 blocks: 36 x 48 -> 3 x 3 (3 blocks need 43 px)
     cfg = RunConfig(

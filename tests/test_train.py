@@ -90,8 +90,8 @@ class BatchSpy:
         self.batches: list[torch.Tensor] = []
         orig = _SAMPLE  # the unpatched method, so that spies do not stack
 
-        def sample(ds, rng, batch_size, length, subsample=1, lead=0):
-            w = orig(ds, rng, batch_size, length, subsample, lead)
+        def sample(ds, rng, batch_size, length, subsample=1, lead=0, part=slice(None), device=None):
+            w = orig(ds, rng, batch_size, length, subsample, lead, part, device)
             self.batches.append(w.actions.clone())
             if len(self.batches) == nan_at:
                 w.rewards[0, 1] = float("nan")  # an r_{t-1} input of the model

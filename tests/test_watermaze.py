@@ -15,6 +15,7 @@ import zlib
 import gymnasium
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from algodistill.encoders import EncoderConfig, unfit_reason
@@ -22,6 +23,7 @@ from algodistill.envs import get_family
 from algodistill.envs import watermaze as wm
 from algodistill.envs.spec import EnvSpec
 from algodistill.envs.watermaze_render import CUE_BANDS, CUE_COLOURS, WALL_COLOUR, cast, render
+from algodistill.envs.watermaze_render_torch import render_torch
 from algodistill.errors import UserError
 
 FORWARD, BACKWARD, STRAFE_LEFT, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT, TURN_LEFT_FORWARD, TURN_RIGHT_FORWARD = range(8)
@@ -328,6 +330,26 @@ def test_stored_form_renders_the_same_bytes(name):
     stored_pos, stored_heading = np.stack(pos), np.stack(heading)  # (T + 1, N, 2), (T + 1, N)
     again = render(stored_pos.reshape(-1, 2), stored_heading.reshape(-1), f.resolution)  # (T + 1) N frames
     assert again.tobytes() == np.stack(frames).tobytes()
+
+
+@pytest.mark.parametrize("resolution", [(72, 96), (36, 48), (16, 16), (43, 61)])
+def test_the_torch_renderer_draws_the_numpy_bytes(resolution):
+    """`render_torch` (the trainer's, on an accelerator) against `render`: positions all over the pool, the
+    env's headings (multiples of 30 degrees) and arbitrary ones, 0.999 of the radius included."""
+    g = np.random.default_rng(11)
+    n = 3000
+    radius = np.concatenate([0.999 * np.sqrt(g.random(n - 2)), [0.0, 0.999]])
+    bearing = 2 * np.pi * g.random(n)
+    pos = np.stack([radius * np.cos(bearing), radius * np.sin(bearing)], axis=1)  # (n, 2)
+    for heading in (g.integers(0, 12, n) * math.pi / 6, 2 * np.pi * g.random(n)):
+        want = render(pos, heading, resolution)  # (n, H, W, 3)
+        got = render_torch(torch.from_numpy(pos), torch.from_numpy(heading), resolution)
+        assert got.dtype == torch.uint8 and got.numpy().tobytes() == want.tobytes()
+    f = get_family("watermaze-small")
+    stored = np.concatenate([pos, heading[:, None]], axis=1).astype(np.float32).reshape(30, 100, 3)
+    assert f.decode_obs(torch.from_numpy(stored)).numpy().tobytes() == f.decode_obs(stored).tobytes()
+    with pytest.raises(UserError, match=r"^pos=\(1, 0\) is outside the pool: choose a point at distance less than 1"):
+        render_torch(torch.tensor([[1.0, 0.0]]), torch.tensor([0.0]))
 
 
 def test_check_env_passes_without_warnings():

@@ -49,10 +49,6 @@ class Windows:
     pad: torch.Tensor  # (B, L) bool: the step lies before its history's start (every field is 0 there)
     task_ids: torch.Tensor  # (B,) int64: the task of each window's history (DPT's labels need it)
 
-    def rows(self, lo: int, hi: int) -> Windows:
-        """Windows lo..hi-1 of the batch (one DDP rank's share)."""
-        return Windows(**{f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self)})
-
     def to(self, device: torch.device) -> Windows:
         return Windows(
             **{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in dataclasses.fields(self)}
@@ -177,7 +173,14 @@ class Dataset:
         return kept_steps(self.T, self.episode_length, subsample)
 
     def sample(
-        self, rng: np.random.Generator, batch_size: int, length: int, subsample: int = 1, lead: int = 0
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        length: int,
+        subsample: int = 1,
+        lead: int = 0,
+        part: slice = slice(None),
+        device: torch.device | None = None,
     ) -> Windows:
         """B random windows of `length` consecutive steps of the (subsampled) histories (paper Alg. 1, l. 7-9).
 
@@ -185,6 +188,9 @@ class Dataset:
         history's first (kept) step; the first `lead` steps may fall before it and are then padding.
         With subsample=k only episodes 0, k, 2k, ... of each history are kept (paper Sec. 5, App. I).
         Draws: the histories, then the start steps, from `rng`, so a batch is a function of its rng.
+        Only windows `part` of the batch are read (a DDP rank's share: every rank makes the same draws).
+        With `device`, a stored form's observations are drawn there (torch; the same bytes), and `obs`
+        is returned on it: the trainer passes its accelerator, where drawing beats copying frames.
         """
         span = length - lead  # steps inside the history
         T_k = self.kept_steps(subsample) if subsample >= 1 else 0
@@ -200,15 +206,22 @@ class Dataset:
         pad = j < 0  # (B, L)
         j = np.maximum(j, 0)  # padding reads step 0, then is zeroed below
         t = (j // H) * (k * H) + j % H  # (B, L) the same steps in the raw history
+        h, t, pad = h[part], t[part], pad[part]  # (B', ...) the windows asked for
         # dones are not read back: episodes have a fixed length (paper Sec. 4.1), so done_t is a function
         # of t, and h5py reads a bool dataset ~7x slower than a uint8 one (measured: it tripled lazy reads)
         rows = self._rows(("obs", "actions", "rewards"), h, t)
-        if self.spec.get("stored_shape") is not None:
-            rows["obs"] = get_family(self.spec["name"]).decode_obs(rows["obs"])  # (B, L, *obs_shape)
+        stored = rows.pop("obs")  # (B, L, *stored_shape), or the observations themselves
+        if self.spec.get("stored_shape") is None:
+            obs = torch.from_numpy(stored)  # (B, L, *obs_shape)
+        elif device is None:
+            obs = torch.from_numpy(get_family(self.spec["name"]).decode_obs(stored))  # (B, L, *obs_shape)
+        else:
+            obs = get_family(self.spec["name"]).decode_obs(torch.from_numpy(stored).to(device))
+        obs[torch.from_numpy(pad).to(obs.device)] = 0
         for x in rows.values():
             x[pad] = 0
         return Windows(
-            obs=torch.from_numpy(rows["obs"]),  # (B, L, *obs_shape)
+            obs=obs,  # (B, L, *obs_shape)
             actions=torch.from_numpy(rows["actions"].astype(np.int64)),  # (B, L)
             rewards=torch.from_numpy(rows["rewards"]),  # (B, L) float32
             dones=torch.from_numpy(((t + 1) % H == 0) & ~pad),  # (B, L) bool

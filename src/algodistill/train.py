@@ -137,6 +137,7 @@ def _loop(
         else model
     )
     B = tc.batch_size // world  # this rank's windows
+    draw_on = _draw_on(device)
     length, lead = method.window(job.model)  # raw steps per window, of which `lead` precede it
     out = ckpt_path.parent
     if rank == 0:  # the first writes of the run, after every check
@@ -155,8 +156,9 @@ def _loop(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             # batch: the global batch of this iteration, the same on every rank; this rank trains on its slice
-            windows = ds.sample(np_rng(job.seed, it), tc.batch_size, length, tc.subsample, lead)
-            batch = method.make_batch(windows.rows(rank * B, (rank + 1) * B), spec).to(device)
+            share = slice(rank * B, (rank + 1) * B)
+            windows = ds.sample(np_rng(job.seed, it), tc.batch_size, length, tc.subsample, lead, share, draw_on)
+            batch = method.make_batch(windows, spec).to(device)
             torch.manual_seed(int(np_rng(job.seed, it, Tag.DROPOUT, rank).integers(2**63 - 1)))  # dropout, masks
             # forward and loss: the method's (AD: the source's action at every position, paper Eq. 6)
             with autocast(device):
@@ -241,12 +243,19 @@ def precise_batchnorm(
         m.train()
     for j in range(BN_CALIBRATION_BATCHES):
         rng = np_rng(seed, j, Tag.BN_CALIBRATION)
-        windows = ds.sample(rng, train.batch_size, window[0], train.subsample, window[1])
+        windows = ds.sample(rng, train.batch_size, window[0], train.subsample, window[1], device=_draw_on(device))
         with autocast(device):
             model(*method.make_batch(windows, spec).to(device).inputs)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.train(was_training)
+
+
+def _draw_on(device: torch.device) -> torch.device | None:
+    """Where the sampler draws a stored form's frames: on an accelerator, beside the model (the stored form
+    is 12 bytes a step, a 72 x 96 frame 20,736); on the CPU with numpy, which is faster there than torch
+    (about 2x at 72 x 96: `python benchmarks/envs.py`, RESULTS.md)."""
+    return None if device.type == "cpu" else device
 
 
 def _checkpoint(

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from algodistill.envs.spec import EnvSpec
 from algodistill.errors import UserError
 from algodistill.rng import np_rng
+
+if TYPE_CHECKING:  # for types only: the envs run without importing torch
+    import torch
+
+Frames = TypeVar("Frames", np.ndarray, "torch.Tensor")
+"""A stored form and the observations drawn from it: numpy arrays, or torch tensors on any device."""
 
 SPLIT_SEED = 2210_14215
 """Seed of the fixed permutations that define the train/test splits (the paper's arXiv number)."""
@@ -131,9 +137,10 @@ class TaskFamily(ABC):
         so that a reader sees the task; [] for families whose observations are not images."""
         return []
 
-    def decode_obs(self, stored: np.ndarray) -> np.ndarray:
+    def decode_obs(self, stored: Frames) -> Frames:
         """Observations redrawn from their stored form (`EnvSpec.stored_shape`), exactly as the env showed
-        them: (..., *stored_shape) -> (..., *obs_shape). Only for families that declare a stored form."""
+        them: (..., *stored_shape) -> (..., *obs_shape). Only for families that declare a stored form. A
+        torch tensor gives a tensor on its device."""
         raise NotImplementedError(f"{self.spec.name} stores its observations as they are: there is nothing to decode")
 
     @property

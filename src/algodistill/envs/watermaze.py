@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from algodistill.envs.base import TaskFamily, _one_line, split_by_permutation
+from algodistill.envs.base import Frames, TaskFamily, _one_line, split_by_permutation
 from algodistill.envs.spec import EnvSpec
 from algodistill.envs.watermaze_render import SCENE, render
 from algodistill.errors import UserError
@@ -304,11 +304,19 @@ class WatermazeFamily(TaskFamily):
                 break
         return frames
 
-    def decode_obs(self, stored: np.ndarray) -> np.ndarray:
-        """Frames from their stored form (`WatermazeEnv.stored_obs`): (..., 3) -> (..., H, W, 3) uint8."""
+    def decode_obs(self, stored: Frames) -> Frames:
+        """Frames from their stored form (`WatermazeEnv.stored_obs`): (..., 3) -> (..., H, W, 3) uint8.
+
+        A torch tensor is drawn on its own device by `render_torch` (the same bytes on the CPU), so a
+        trainer on a GPU moves 12 bytes per step there instead of a frame."""
         lead = stored.shape[:-1]
         flat = stored.reshape(-1, 3)  # (n, 3)
-        return render(flat[:, :2], flat[:, 2], self.resolution).reshape(*lead, *self.spec.obs_shape)
+        if isinstance(stored, np.ndarray):
+            return render(flat[:, :2], flat[:, 2], self.resolution).reshape(*lead, *self.spec.obs_shape)
+        # imported here, not above: the envs import no torch unless handed a tensor (Gymnasium users)
+        from algodistill.envs.watermaze_render_torch import render_torch
+
+        return render_torch(flat[:, :2], flat[:, 2], self.resolution).reshape(*lead, *self.spec.obs_shape)
 
     def optimal_return(self, task_ids: np.ndarray) -> np.ndarray:
         """1 for every task: every platform is reachable within the episode (the expert's test), and it pays once."""

@@ -33,8 +33,8 @@ renders the same bytes), per-column geometry is float64 using only +, *, / and s
 rounded in IEEE 754, so the same on every machine) plus cos/sin of the N headings, and everything per
 pixel is integer. So the same machine and numpy always give the same bytes; on another numpy build a
 last-bit difference in cos/sin could move a boundary pixel, only when a boundary falls within ~1e-12
-of a pixel's edge. numpy only: no torch path (the per-pixel work is integer compares and a gather,
-cheap on a CPU; a GPU port is left for when a source needs it).
+of a pixel's edge. `watermaze_render_torch.render_torch` is the same function in torch, for frames drawn
+on an accelerator (the trainer's); the env draws with this one, which is the faster on a CPU.
 """
 
 from __future__ import annotations
