@@ -1,18 +1,20 @@
-"""A Watermaze source (`privq`, Q-learning over the env's privileged state, or `replay`, search then
-replay): its learning curve and speed.
+"""A Watermaze source (`privq`, Q-learning over the env's privileged state, `replay`, search then replay,
+or `dqn`, DQN(Q-lambda) from pixels): its learning curve and speed.
 
 Runs `--learners` learners, one training task each (spread over the 900 training tasks), for a history of
 `--episodes` episodes of 50 steps, and prints the mean return per tenth of the history (over learners and
 the tenth's episodes), the first and last tenths next to the random and optimal returns, and env steps/s.
 
-The learners read only the env's privileged state, not its frames, so the curve is measured on an env that
-skips drawing them (`Blind` below: the same dynamics, rewards and state, an empty observation). The speed
-of the real generation loop (`sources.rollout`, a frame drawn every step) is timed separately for a few
-steps at `--env`'s resolution.
+privq and replay read only the env's privileged state, not its frames, so their curve is measured on an
+env that skips drawing them (`Blind` below: the same dynamics, rewards and state, an empty observation),
+and the speed of the real generation loop (`sources.rollout`, a frame drawn every step) is timed
+separately for a few steps at `--env`'s resolution. dqn draws the frames it reads itself, at `--env`'s
+resolution, so its curve's steps/s is the generation loop's.
 
     .venv/bin/python benchmarks/watermaze_source.py
     .venv/bin/python benchmarks/watermaze_source.py --learners 900 --episodes 500
     .venv/bin/python benchmarks/watermaze_source.py --source replay --learners 900 --episodes 200
+    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 8 --episodes 300
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from algodistill import rng
 from algodistill.envs import get_family
 from algodistill.envs.watermaze import WatermazeEnv, WatermazeFamily
 from algodistill.sources import SourceConfig, make_source, rollout
+from algodistill.sources.dqn import DQN, DQNConfig
 from algodistill.sources.privq import PrivQ
 from algodistill.sources.replay import Replay
 
@@ -47,8 +50,10 @@ class Args:
     """run seed"""
     tiebreak: Literal["step", "state"] = "step"
     """privq's tie-break (`PrivQConfig.tiebreak`)"""
-    source: Literal["privq", "replay"] = "privq"
-    """the source: privq (the Watermaze presets') or replay (search, then replay the rewarded episode)"""
+    source: Literal["privq", "replay", "dqn"] = "privq"
+    """the source: privq, replay (search, then replay the rewarded episode; the Watermaze presets') or dqn"""
+    dqn: DQNConfig = dataclasses.field(default_factory=DQNConfig)
+    """dqn's hyperparameters"""
 
 
 class Blind(WatermazeEnv):
@@ -61,12 +66,18 @@ class Blind(WatermazeEnv):
 def learning_curve(args: Args, family: WatermazeFamily, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Returns of every episode (learners, episodes) of the source on a blind env, its actions (learners,
     episodes, steps) and its env steps/s."""
-    env = Blind(family, family.centres[tasks], tasks)
     H = family.spec.episode_length
     T = args.episodes * H
     cfg = dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)
     keys = rng.learner_keys(args.seed, np.arange(len(tasks)))
-    src = PrivQ(env, keys, T, cfg) if args.source == "privq" else Replay(env, keys)
+    src: PrivQ | Replay | DQN
+    if args.source == "dqn":
+        env = get_family(args.env).make(tasks)
+        env.draw = False  # dqn draws its own frames from the stored form, as in generation
+        src = DQN(env, keys, T, args.dqn)
+    else:
+        env = Blind(family, family.centres[tasks], tasks)
+        src = PrivQ(env, keys, T, cfg) if args.source == "privq" else Replay(env, keys)
     returns = np.zeros((len(tasks), args.episodes))  # (N, E)
     actions = np.zeros((len(tasks), T), dtype=np.int64)  # (N, T)
     o_t = env.reset()
@@ -115,6 +126,10 @@ def main(args: Args) -> None:
     for e in (args.episodes // 2, args.episodes * 4 // 5, args.episodes - 1):
         same = (actions[:, e] == actions[:, e - 20]).mean()
         print(f"actions of episode {e + 1} equal to those of episode {e - 19}: {same:.0%}")
+    if args.source == "dqn":
+        print(f"config: {args.dqn}")
+        print(f"env steps/s, frames drawn at {args.env} (the learning included): {blind_sps:,.0f}")
+        return
     print(f"env steps/s, no frames drawn: {blind_sps:,.0f}")
     print(f"env steps/s, rollout at {args.env} (frames drawn): {rendered_steps_per_second(args, tasks):,.0f}")
 

@@ -258,7 +258,7 @@ def test_fitting_sources_by_env() -> None:
     for name in ("darkroom", "darkroom-hard"):  # deterministic from a fixed start: replay fits
         assert fitting_sources(name) == ("a2c", "qlearning", "ucbq", "replay", "noise", "expert", "random")
     assert fitting_sources("keydoor") == ("a2c", "qlearning", "ucbq", "noise", "expert", "random")  # random starts
-    assert fitting_sources("watermaze-small") == ("privq", "replay", "noise", "expert", "random")
+    assert fitting_sources("watermaze-small") == ("privq", "dqn", "replay", "noise", "expert", "random")
 
 
 def _toy_room(name: str, **spec_changes: Any) -> DarkRoomFamily:
@@ -276,7 +276,7 @@ def test_sources_fit_envs_by_their_spec_not_their_name(monkeypatch) -> None:
     envs.register_family("toy-image", lambda: _toy_room("toy-image", obs_shape=(4, 4, 3), obs_high=None))
     assert fitting_sources("toy-grid") == ("a2c", "qlearning", "ucbq", "replay", "noise", "expert", "random")
     assert fitting_sources("toy-one-state") == ("ucb", "thompson", "replay", "noise", "expert", "random")
-    assert fitting_sources("toy-image") == ("replay", "noise", "expert", "random")  # no table without a vocabulary
+    assert fitting_sources("toy-image") == ("replay", "noise", "expert", "random")  # no table, no stored form for dqn
     with pytest.raises(UserError, match=r"source='qlearning' does not fit env='toy-image' \(it needs categorical"):
         check_source("qlearning", "toy-image")
     env = get_family("toy-grid").make(np.arange(3))

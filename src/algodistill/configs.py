@@ -131,7 +131,7 @@ class DataConfig:
     """The learning histories of a run: which source algorithm makes them, and how long each is."""
 
     source: str = "qlearning"
-    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, ucbq, privq, noise, ..."""
+    """source algorithm of the learning histories (AD's data): ucb, thompson, a2c, qlearning, ucbq, privq, dqn, ..."""
     steps: int = 10_000
     """env steps per history T, a whole number of episodes (every method's data has this length)"""
     shard_size: int = 500

@@ -44,8 +44,8 @@ class GenerateConfig:
     env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
     """task family: bandit, darkroom, darkroom-hard, keydoor, watermaze or watermaze-small"""
     source: str = "qlearning"
-    """source algorithm: ucb, thompson (bandit); a2c, qlearning, ucbq (grid worlds); privq (watermaze); noise,
-    expert, random (all)"""
+    """source algorithm: ucb, thompson (bandit); a2c, qlearning, ucbq (grid worlds); privq, dqn, replay
+    (watermaze); noise, expert, random (all)"""
     out: Path | None = None
     """dataset directory (default: data/<env>-<source>)"""
     histories: int = 2000

@@ -164,8 +164,9 @@ PRESETS: dict[tuple[str, str], Callable[[], RunConfig]] = {
     ),
     ("keydoor", "paper"): lambda: _preset("keydoor", "paper", _a2c(250_000), 200, eval=_PAPER_EVAL),
     # Watermaze (Sec. 4.1, Tables 1 and 3, Fig. 4): 4000 histories, 4-episode context (Sec. 5: 2-4 episodes),
-    # 160 evaluation episodes. The source is replay, as in the quick preset, not the paper's pixel DQN
-    # (docs/fidelity.md), with 200-episode histories; not run yet, like the other paper presets.
+    # 160 evaluation episodes. The source is replay, as in the quick preset, with 200-episode histories; the
+    # paper's pixel DQN is `--data.source dqn` (Table 5's flags in docs/fidelity.md), not the default while AD
+    # on its histories is unmeasured; not run yet, like the other paper presets.
     ("watermaze", "paper"): lambda: _preset(
         "watermaze",
         "paper",

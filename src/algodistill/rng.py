@@ -40,6 +40,8 @@ class Stream(IntEnum):
     """sources: a uniform random action, or the uniform for inverse-CDF sampling of a policy"""
     TIEBREAK = 102
     """sources: which of several equal maxima an argmax picks"""
+    REPLAY = 103
+    """DQN: where each sequence of an update's batch starts in the learner's replay"""
     INIT = 110
     """A2C: network initialisation, stream INIT + layer index (layers 0..19)"""
     GAMMA_NORMAL = 130

@@ -19,6 +19,7 @@ The registry below says which envs each source fits, read from the env's `EnvSpe
 | qlearning | categorical observations (grid worlds) | tabular epsilon-greedy Q-learning |
 | ucbq | categorical observations (grid worlds) | tabular UCB Q-learning (count bonus) over (cell, hidden state) |
 | privq | a privileged state (Watermaze) | tabular epsilon-greedy Q-learning over the env's privileged state |
+| dqn | images with a stored form (Watermaze) | DQN(Q-lambda) from pixels, the paper's Watermaze source (Table 5) |
 | replay | deterministic, fixed start (Watermaze, Dark Room) | random search until rewarded, then replay that episode |
 | noise | all | AD^eps noise curriculum: epsilon-greedy expert, epsilon annealed 1 -> eps_final |
 | expert | all | the optimal policy (ED baseline data) |
@@ -40,6 +41,7 @@ from algodistill.errors import UserError
 from algodistill.jsonio import jsonable
 from algodistill.sources.a2c import A2C, A2CConfig, gae
 from algodistill.sources.bandits import UCB, Thompson, ThompsonConfig, UCBConfig, ucb_scores
+from algodistill.sources.dqn import DQN, DQNConfig
 from algodistill.sources.noise import EpsilonExpert, NoiseConfig
 from algodistill.sources.privq import PrivQ, PrivQConfig
 from algodistill.sources.qlearning import QLearning, QLearningConfig
@@ -77,6 +79,8 @@ class SourceConfig:
     """tabular Q-learning with a UCB count bonus, over (cell, hidden learner state) (grid worlds)"""
     privq: PrivQConfig = field(default_factory=PrivQConfig)
     """tabular Q-learning over the env's privileged state (Watermaze: position cell, heading, reached)"""
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    """DQN(Q-lambda) from pixels (Watermaze; paper Table 5)"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """AD^eps noise curriculum (all envs)"""
 
@@ -95,6 +99,11 @@ def _privileged(spec: EnvSpec) -> bool:
     """Envs with a privileged state (`envs.base.PrivilegedState`) for a table to index. The spec cannot say
     so (it describes what is observed and recorded, and this state is neither), so ask the spec's family."""
     return get_family(spec.name).num_privileged_states > 0
+
+
+def _stored_images(spec: EnvSpec) -> bool:
+    """Image observations kept in a stored form (Watermaze): a replay holds the form, frames are redrawn."""
+    return spec.stored_shape is not None and len(spec.obs_shape) == 3
 
 
 def _replayable(spec: EnvSpec) -> bool:
@@ -126,6 +135,12 @@ _SOURCES: dict[str, _Entry] = {
     "ucbq": _Entry(_tabular, "categorical observations", lambda env, keys, T, cfg: UCBQ(env, keys, cfg.ucbq), "ucbq"),
     "privq": _Entry(
         _privileged, "a privileged state", lambda env, keys, T, cfg: PrivQ(env, keys, T, cfg.privq), "privq"
+    ),
+    "dqn": _Entry(
+        _stored_images,
+        "image observations with a stored form",
+        lambda env, keys, T, cfg: DQN(env, keys, T, cfg.dqn),
+        "dqn",
     ),
     "replay": _Entry(
         _replayable, "deterministic dynamics and a fixed start", lambda env, keys, T, cfg: Replay(env, keys), None
@@ -228,6 +243,7 @@ def rollout(
 __all__ = [
     "SOURCE_NAMES",
     "A2CConfig",
+    "DQNConfig",
     "NoiseConfig",
     "PrivQConfig",
     "QLearningConfig",
