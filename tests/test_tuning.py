@@ -26,7 +26,8 @@ def test_candidates_change_only_the_tuned_field():
     assert all(c.qlearning.anneal_fraction == s["anneal_fraction"] for s, c in grid)
     assert all(c.qlearning.lr == cfg.qlearning.lr and c.a2c == cfg.a2c for _, c in grid)
     assert [c.a2c.lr for _, c in candidates("a2c", cfg)] == [s * 2e-3 for s in A2C_LR_SCALES]
-    assert [c.noise.anneal_fraction for _, c in candidates("noise", cfg)] == list(ANNEAL_FRACTIONS)
+    for source in ("noise", "privq", "dqn"):
+        assert [getattr(c, source).anneal_fraction for _, c in candidates(source, cfg)] == list(ANNEAL_FRACTIONS)
     assert [c.ucb.c for _, c in candidates("ucb", cfg)] == list(UCB_CS)
     for source in ("thompson", "expert", "random"):
         assert candidates(source, cfg) == [({}, cfg)]

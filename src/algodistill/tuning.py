@@ -11,7 +11,7 @@ What is tuned per source (our choice; one knob each, a handful of values, so tun
 
 | source | tuned | why |
 |---|---|---|
-| qlearning, privq | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | epsilon's schedule sets its pace |
+| qlearning, privq, dqn | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | epsilon sets its pace |
 | noise | `anneal_fraction` in ANNEAL_FRACTIONS, history = E episodes | the same schedule drives the curriculum |
 | a2c | `lr` = the config's x A2C_LR_SCALES | no epsilon: the step size (against the entropy bonus) sets its pace |
 | ucb | `c` in UCB_CS | the exploration bonus is UCB's only knob |
@@ -35,7 +35,7 @@ from algodistill.evaluate import eval_streams, rollout_source
 from algodistill.sources import SourceConfig
 
 ANNEAL_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-"""qlearning / noise / privq: fractions of the E-episode history over which epsilon anneals"""
+"""qlearning / noise / privq / dqn: fractions of the E-episode history over which epsilon anneals"""
 A2C_LR_SCALES = (0.3, 1.0, 3.0, 10.0)
 """a2c: multiples of the config's Adam learning rate"""
 UCB_CS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
@@ -67,6 +67,7 @@ def candidates(source: str, cfg: SourceConfig) -> list[tuple[dict[str, float], S
         "qlearning": ("anneal_fraction", ANNEAL_FRACTIONS),
         "noise": ("anneal_fraction", ANNEAL_FRACTIONS),
         "privq": ("anneal_fraction", ANNEAL_FRACTIONS),
+        "dqn": ("anneal_fraction", ANNEAL_FRACTIONS),
         "a2c": ("lr", tuple(s * cfg.a2c.lr for s in A2C_LR_SCALES)),
         "ucb": ("c", UCB_CS),
     }
