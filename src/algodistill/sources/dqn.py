@@ -24,10 +24,11 @@ algorithm may change with the batch, so bytes can differ with the shard size the
 
 Table 5 against ours (docs/fidelity.md): Table 5's actors (16 per learner), overlap of rollouts (31) and
 offline data fraction (0.7) belong to a distributed learner and are not modelled: one actor per learner,
-sequences drawn uniformly from its replay. Its torso (ResNet channels 32, 64, 64, kernels 3, strides 1,
-max-pool 3 / 2) is `--data.dqn.channels 32 64 64 --data.dqn.kernel 3 --data.dqn.stride 1 --data.dqn.pool`;
-the defaults are a smaller CPU-sized net. Its epsilon, 0.01, is our final value: histories for AD must
-start near random, so ours anneals from 1. The paper's network also has an LSTM; ours is feedforward.
+sequences drawn uniformly from its replay. Its torso (a ResNet: channels 32, 64, 64, kernels 3, strides 1,
+max-pool 3 / 2) is, without the residual blocks, `--data.dqn.channels 32 64 64 --data.dqn.kernel 3
+--data.dqn.stride 1 --data.dqn.pool`; the defaults are a smaller CPU-sized net. Its epsilon, 0.01, is our
+final value: histories for AD must start near random, so ours anneals from 1. Table 5 states no memory for
+this network; ours is feedforward.
 """
 
 from __future__ import annotations
