@@ -5,15 +5,20 @@ network's period, batch invariance through generation, the registry and bad inpu
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig, TrainConfig
+from algodistill.encoders import EncoderConfig
 from algodistill.envs import get_family
 from algodistill.errors import UserError
 from algodistill.generate import GenerateConfig, generate
+from algodistill.model import ModelConfig
+from algodistill.pipeline import run
 from algodistill.sources import SourceConfig, check_source, fitting_sources, make_source, rollout
 from algodistill.sources.dqn import DQN, DQNConfig, q_lambda_returns
 
@@ -105,6 +110,27 @@ def test_a_learner_does_not_depend_on_its_batch(tmp_path):
         for k in ("obs", "actions", "rewards"):
             assert one[k][0].tobytes() == two[k][1].tobytes(), k
     assert h5py.File(outs[1] / "shard-00000.h5")["actions"][:].std() > 0  # they act, not a constant
+
+
+def test_a_tiny_run_distils_dqn_and_runs_it_as_the_source_baselines(tmp_path):
+    """`algodistill run watermaze --data.source dqn` end to end at tiny sizes: the data, AD, and the source and
+    its tuned schedule from scratch on the held-out streams."""
+    cfg = RunConfig(
+        ENV,
+        data=DataConfig("dqn", 100, sources=SourceConfig(dqn=TINY)),
+        methods={"ad": MethodConfig(2), "ed": MethodConfig(2)},
+        model=ModelConfig(
+            n_embd=16, n_layer=1, n_head=2, n_ff=16, context=100, encoder=EncoderConfig(kind="conv", channels=(8, 16))
+        ),
+        train=TrainConfig(iters=2, batch_size=2, warmup_iters=1, subsample=1),
+        eval=EvalConfig(episodes=2, tasks=2, streams_per_task=1),
+        baselines="source",
+        runs=tmp_path,
+        device="cpu",
+        quiet=True,
+    )
+    report = json.loads((run(cfg) / "report.json").read_text())
+    assert {"ad", "source", "source-tuned"} <= set(report["curves"]) and len(report["curves"]["source"]) == 2
 
 
 def test_acting_is_epsilon_greedy_on_the_frames():

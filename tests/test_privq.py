@@ -208,7 +208,7 @@ def test_state_tiebreak_acts_alike_in_a_state_until_its_values_differ() -> None:
 def test_registry_fits_envs_with_a_privileged_state() -> None:
     for name in ("watermaze", "watermaze-small"):
         check_source("privq", name)
-        assert fitting_sources(name) == ("privq", "replay", "noise", "expert", "random")
+        assert fitting_sources(name) == ("privq", "dqn", "replay", "noise", "expert", "random")
     with pytest.raises(
         UserError,
         match=r"^source='privq' does not fit env='darkroom' \(it needs a privileged state\): "

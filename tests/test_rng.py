@@ -176,6 +176,7 @@ def test_stream_numbers_are_pinned_distinct_and_16_bit():
         "EXPLORE": 100,
         "ACTION": 101,
         "TIEBREAK": 102,
+        "REPLAY": 103,
         "INIT": 110,
         "GAMMA_NORMAL": 130,
         "GAMMA_ACCEPT": 131,
