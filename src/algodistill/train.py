@@ -254,7 +254,7 @@ def precise_batchnorm(
 def _draw_on(device: torch.device) -> torch.device | None:
     """Where the sampler draws a stored form's frames: on an accelerator, beside the model (the stored form
     is 12 bytes a step, a 72 x 96 frame 20,736); on the CPU with numpy, which is faster there than torch
-    (about 2x at 72 x 96: `python benchmarks/envs.py`, RESULTS.md)."""
+    (about 1.4x: `python benchmarks/envs.py`, RESULTS.md)."""
     return None if device.type == "cpu" else device
 
 

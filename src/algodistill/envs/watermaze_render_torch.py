@@ -49,7 +49,7 @@ def render_torch(
             f"{scene.pool_radius} from (0, 0)"
         )
     x, e2, background, palette = _camera(H, W, scene, device)
-    horizon, focal = camera(H, W, scene).horizon, camera(H, W, scene).focal
+    cam = camera(H, W, scene)
 
     # cast(): one ray per column to the wall, closed form.
     px, py = pos[:, 0:1], pos[:, 1:2]  # (N, 1)
@@ -71,11 +71,11 @@ def render_torch(
         band_lo.masked_fill_(hit, CUE_BANDS[k][0] * scene.wall_height)
         band_hi.masked_fill_(hit, CUE_BANDS[k][1] * scene.wall_height)
 
-    scale = focal / depth  # (N, W)
+    scale = cam.focal / depth  # (N, W)
 
     def rows(z_top: float | torch.Tensor, z_bottom: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = torch.ceil(horizon - (z_top - scene.eye_height) * scale).clamp(0, H)  # (N, W)
-        stop = (torch.floor(horizon - (z_bottom - scene.eye_height) * scale) + 1).clamp(0, H)  # (N, W)
+        first = torch.ceil(cam.horizon - (z_top - scene.eye_height) * scale).clamp(0, H)  # (N, W)
+        stop = (torch.floor(cam.horizon - (z_bottom - scene.eye_height) * scale) + 1).clamp(0, H)  # (N, W)
         return first.to(torch.int16)[:, None, :], stop.to(torch.int16)[:, None, :]  # (N, 1, W)
 
     wall_first, wall_stop = rows(scene.wall_height, 0.0)
