@@ -13,6 +13,7 @@ import torch
 
 from algodistill.checkpoint import load_model
 from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig, TrainConfig, TrainJob
+from algodistill.device import frames_device
 from algodistill.encoders import EncoderConfig
 from algodistill.envs import get_family
 from algodistill.generate import GenerateConfig, generate
@@ -90,6 +91,13 @@ def test_windows_drawn_by_torch_on_a_device_are_the_numpy_windows(data):
     assert whole.pad.any()
     for name in ("obs", "actions", "rewards", "dones", "pad", "task_ids"):
         assert getattr(share, name).equal(getattr(whole, name)[3:7]), name
+
+
+def test_frames_are_drawn_with_numpy_on_the_cpu_and_beside_the_model_elsewhere():
+    """The one rule the trainer's sampler and the dqn source's replay both follow (`frames_device`)."""
+    assert frames_device(torch.device("cpu")) is None
+    for name in ("cuda", "cuda:1", "meta"):
+        assert frames_device(torch.device(name)) == torch.device(name)
 
 
 def test_a_tiny_run_trains_ad_with_a_conv_encoder_on_frames(tmp_path):

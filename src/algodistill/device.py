@@ -1,4 +1,4 @@
-"""Where models run: the torch device for "auto", "cpu" or "cuda", and the precision there.
+"""Where models run: the torch device for "auto", "cpu" or "cuda", the precision there, and where frames are drawn.
 
 On CUDA, training and evaluation run under bf16 autocast (weights and optimizer state stay float32);
 on the CPU everything is float32, which keeps runs bit-exact and resumable there.
@@ -33,3 +33,11 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def frames_device(device: torch.device) -> torch.device | None:
+    """Where frames are drawn from an env's stored form for work on `device` (the trainer's sampler, the dqn
+    source's replay): on an accelerator, beside the model, since the stored form is 12 bytes a step and a
+    72 x 96 frame 20,736; None on the CPU, meaning numpy, which is faster there than torch (about 1.4x:
+    `python benchmarks/envs.py`, RESULTS.md)."""
+    return None if device.type == "cpu" else device

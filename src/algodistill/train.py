@@ -45,7 +45,7 @@ from algodistill.checkpoint import (
     sweep_temporaries,
 )
 from algodistill.configs import RESUMABLE_TRAIN_FIELDS, TrainConfig, TrainJob
-from algodistill.device import autocast, pick_device
+from algodistill.device import autocast, frames_device, pick_device
 from algodistill.envs import EnvSpec, get_family
 from algodistill.errors import UserError, check_output
 from algodistill.jsonio import jsonable
@@ -137,7 +137,7 @@ def _loop(
         else model
     )
     B = tc.batch_size // world  # this rank's windows
-    draw_on = _draw_on(device)
+    draw_on = frames_device(device)
     length, lead = method.window(job.model)  # raw steps per window, of which `lead` precede it
     out = ckpt_path.parent
     if rank == 0:  # the first writes of the run, after every check
@@ -243,19 +243,12 @@ def precise_batchnorm(
         m.train()
     for j in range(BN_CALIBRATION_BATCHES):
         rng = np_rng(seed, j, Tag.BN_CALIBRATION)
-        windows = ds.sample(rng, train.batch_size, window[0], train.subsample, window[1], device=_draw_on(device))
+        windows = ds.sample(rng, train.batch_size, window[0], train.subsample, window[1], device=frames_device(device))
         with autocast(device):
             model(*method.make_batch(windows, spec).to(device).inputs)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.train(was_training)
-
-
-def _draw_on(device: torch.device) -> torch.device | None:
-    """Where the sampler draws a stored form's frames: on an accelerator, beside the model (the stored form
-    is 12 bytes a step, a 72 x 96 frame 20,736); on the CPU with numpy, which is faster there than torch
-    (about 1.4x: `python benchmarks/envs.py`, RESULTS.md)."""
-    return None if device.type == "cpu" else device
 
 
 def _checkpoint(

@@ -4,8 +4,9 @@ Per learner (Mnih et al. 2015; Peng's Q(lambda), Peng & Williams 1996):
 - a convolutional Q-network on the frames the agent sees (`q_network`: conv blocks, then linear layers
   to one value per action);
 - its own replay of every step it has taken, kept in the env's stored form (Watermaze: x, y, heading,
-  12 bytes a step) and redrawn into frames when a batch is sampled (`TaskFamily.decode_obs`: with numpy
-  on the CPU, with torch on the learners' device), so 1e5 steps of replay cost 1.6 MB, not 2 GB;
+  12 bytes a step) and redrawn into frames when a batch is sampled (`TaskFamily.decode_obs`, where
+  `device.frames_device` says: with numpy on the CPU, with torch on the learners' device), so 1e5 steps
+  of replay cost 1.6 MB, not 2 GB;
 - every `train_every` env steps one update on `batch` sequences of `unroll` steps from the replay:
   Peng's Q(lambda) returns (`q_lambda_returns`) bootstrapped from a target network copied every
   `target_period` updates, Huber loss, the gradient clipped per learner, Adam;
@@ -43,6 +44,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from algodistill import rng
+from algodistill.device import frames_device
 from algodistill.envs import BatchedEnv, get_family
 from algodistill.envs.base import StoresObs
 from algodistill.errors import UserError
@@ -205,10 +207,11 @@ class DQN:
     def _frames(self, stored: np.ndarray) -> torch.Tensor:
         """Frames from the stored form, on the learners' device, as the network reads them.
         (N, M, *stored_shape) -> (N, M, C, H, W) float32 in [0, 1]"""
-        if self.device.type == "cpu":
+        on = frames_device(self.device)
+        if on is None:
             x = torch.from_numpy(self.family.decode_obs(stored))  # (N, M, H, W, C) uint8
         else:
-            x = self.family.decode_obs(torch.from_numpy(stored).to(self.device))
+            x = self.family.decode_obs(torch.from_numpy(stored).to(on))
         return x.permute(0, 1, 4, 2, 3).float().div_(255.0)
 
     def q_values(self, params: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
