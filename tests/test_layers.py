@@ -9,7 +9,7 @@ import algodistill
 
 # Stages in order; a module may import from its own group and the groups above it.
 LAYERS = [
-    ("errors", "rng", "atomic", "jsonio", "progress"),
+    ("errors", "rng", "atomic", "jsonio", "progress", "device"),
     ("envs",),
     ("sources",),
     ("dataset",),
@@ -20,7 +20,6 @@ LAYERS = [
     ("encoders", "kvcache"),
     ("model",),
     ("methods",),
-    ("device",),
     ("configs",),
     ("checkpoint",),
     ("runlog",),

@@ -1,10 +1,13 @@
 """Resumable stages: a finished stage leaves a record, and a re-run skips it while the record still holds.
 
 A stage's record `stages/<stage>.json` holds its config, the sha256 of its inputs and of its outputs,
-and its wall time. A re-run skips a stage whose record matches its config and inputs and whose outputs
-still verify; otherwise the stage runs again (a corrupt output is first moved aside as
-`<name>.corrupt`, never deleted), and so does every later stage whose inputs it changed. Stages are
-deterministic, so a redone stage usually writes the same bytes and what follows it still verifies.
+and its wall time: summed over the attempts it took, since a stage stopped by Ctrl-C or SIGTERM leaves
+`stages/<stage>.interrupted.json` with the seconds it had spent, and the attempt that finishes it adds
+them (a resumed training stage's cost is the whole training's, not its last leg's). A re-run skips a
+stage whose record matches its config and inputs and whose outputs still verify; otherwise the stage
+runs again (a corrupt output is first moved aside as `<name>.corrupt`, never deleted), and so does every
+later stage whose inputs it changed. Stages are deterministic, so a redone stage usually writes the same
+bytes and what follows it still verifies.
 
 A study's runs (`algodistill.studies`) differ in a field or two, so most of their stages agree: `reuse`
 names other run directories whose finished stages are taken when their config and inputs match, their
@@ -121,9 +124,16 @@ class Stages:
         if self._take(stage, key):
             return
         self._say("[run]", stage)
+        interrupted = self.run_dir / "stages" / f"{stage}.interrupted.json"
+        earlier = self._record(stage + ".interrupted")
+        spent = float(earlier["seconds"]) if earlier is not None and _spent_on(earlier, key) else 0.0
         t0 = time.perf_counter()
-        work()
-        seconds = time.perf_counter() - t0
+        try:
+            work()
+        except KeyboardInterrupt:  # TrainingInterrupted too: the stage saved its state and resumes next time
+            atomic_write_json(interrupted, {**key, "seconds": spent + time.perf_counter() - t0})
+            raise
+        seconds = spent + time.perf_counter() - t0
         self.timings[stage], self.ran[stage] = seconds, True
         atomic_write_json(
             self._record_path(stage),
@@ -134,6 +144,7 @@ class Stages:
                 "package_version": __version__,
             },
         )
+        interrupted.unlink(missing_ok=True)
 
     def _say(self, tag: str, stage: str, detail: str = "") -> None:
         if not self.quiet:
@@ -143,3 +154,8 @@ class Stages:
 def _matches(record: dict[str, Any] | None, key: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
     """Whether a stage's record was written for this config and these inputs, and lists its outputs."""
     return record is not None and {k: record.get(k) for k in key} == key and isinstance(record.get("outputs"), dict)
+
+
+def _spent_on(record: dict[str, Any], key: dict[str, Any]) -> bool:
+    """Whether an interrupted attempt's record was written for this config and these inputs."""
+    return {k: record.get(k) for k in key} == key and isinstance(record.get("seconds"), int | float)
