@@ -5,8 +5,10 @@ import dataclasses
 import hashlib
 import math
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -135,6 +137,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     ]:
         p = subprocess.run(cli + args, capture_output=True, text=True)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, (args, p.stderr)
+
+
+def test_sigterm_stops_training_like_ctrl_c_and_keeps_the_checkpoint(tmp_path):
+    """A scheduler's SIGTERM: exit 130 with the last checkpoint whole (the RL^2 trainer has no handler of its own)."""
+    flags = "--net.cell gru --net.hidden 16 --net.layers 1 --net.embed 8 --net.trial-episodes 2 --tasks 8"
+    args = ["rl2", "darkroom", *flags.split(), "--unroll", "20", "--steps", "100000000", "--ckpt-every", "1"]
+    args += ["--out", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "algodistill.cli", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "ckpt.pt").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    load_rl2(tmp_path / "ckpt.pt")
+    assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name]
 
 
 def test_presets_follow_table_6():

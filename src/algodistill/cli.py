@@ -4,7 +4,8 @@ Every subcommand takes one frozen config dataclass whose documented fields are i
 and `config` start from the preset of ENV (`algodistill.presets`), or from a `--config` file, and
 `train` from the preset of `--env`; the flags override single fields. Bad input raises `UserError`,
 printed here as one line (`error: ...`) with exit code 2; tyro's own parse errors are folded to one
-line too.
+line too. SIGTERM (a scheduler's stop, `kill`) stops a command as Ctrl-C does, exit 130: every write is
+atomic, so the last good state stays, and a run's stage records count the time it had spent.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import contextlib
 import io
 import json
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -180,8 +183,22 @@ def _parse(command: str, args: Sequence[str]) -> Any:
     return cfg
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `algodistill` console script."""
+    if threading.current_thread() is not threading.main_thread():  # Python installs handlers only there
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         if not args or args[0] in ("-h", "--help"):
