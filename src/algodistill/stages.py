@@ -124,13 +124,15 @@ class Stages:
         if self._take(stage, key):
             return
         self._say("[run]", stage)
-        interrupted = self.run_dir / "stages" / f"{stage}.interrupted.json"
+        interrupted = record_path(self.run_dir, stage + ".interrupted")
         earlier = self._record(stage + ".interrupted")
-        spent = float(earlier["seconds"]) if earlier is not None and _spent_on(earlier, key) else 0.0
+        spent = 0.0  # the seconds of earlier attempts at this config and these inputs
+        if _written_for(earlier, key) and isinstance(earlier.get("seconds"), int | float):
+            spent = float(earlier["seconds"])
         t0 = time.perf_counter()
         try:
             work()
-        except KeyboardInterrupt:  # TrainingInterrupted too: the stage saved its state and resumes next time
+        except KeyboardInterrupt:  # TrainingInterrupted too: the stage resumes from its last saved state
             atomic_write_json(interrupted, {**key, "seconds": spent + time.perf_counter() - t0})
             raise
         seconds = spent + time.perf_counter() - t0
@@ -151,11 +153,11 @@ class Stages:
             print(f"{tag} {self.label}{stage}{detail}", flush=True)
 
 
+def _written_for(record: dict[str, Any] | None, key: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
+    """Whether a record (a finished stage's, or an interrupted attempt's) was written for this config and inputs."""
+    return record is not None and {k: record.get(k) for k in key} == key
+
+
 def _matches(record: dict[str, Any] | None, key: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
     """Whether a stage's record was written for this config and these inputs, and lists its outputs."""
-    return record is not None and {k: record.get(k) for k in key} == key and isinstance(record.get("outputs"), dict)
-
-
-def _spent_on(record: dict[str, Any], key: dict[str, Any]) -> bool:
-    """Whether an interrupted attempt's record was written for this config and these inputs."""
-    return {k: record.get(k) for k in key} == key and isinstance(record.get("seconds"), int | float)
+    return _written_for(record, key) and isinstance(record.get("outputs"), dict)
