@@ -15,6 +15,7 @@ resolution, so its curve's steps/s is the generation loop's.
     .venv/bin/python benchmarks/watermaze_source.py --learners 900 --episodes 500
     .venv/bin/python benchmarks/watermaze_source.py --source replay --learners 900 --episodes 200
     .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 8 --episodes 300
+    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 64 --episodes 40 --threads 1
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 import tyro
 
 from algodistill import rng
@@ -54,6 +56,9 @@ class Args:
     """the source: privq, replay (search, then replay the rewarded episode; the Watermaze presets') or dqn"""
     dqn: DQNConfig = dataclasses.field(default_factory=DQNConfig)
     """dqn's hyperparameters"""
+    threads: int = 0
+    """torch threads (0: torch's default, every core; generation gives dqn the same, and one thread to the
+    other sources, `generate.source_threads`)"""
 
 
 class Blind(WatermazeEnv):
@@ -103,12 +108,17 @@ def rendered_steps_per_second(args: Args, tasks: np.ndarray) -> float:
 
 
 def main(args: Args) -> None:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     family = get_family("watermaze")
     assert isinstance(family, WatermazeFamily)
     train = family.split("train")
     tasks = train[np.linspace(0, len(train) - 1, args.learners).astype(np.int64)]  # spread over the split
     steps = args.episodes * 50
-    print(f"{args.source} on watermaze: {args.learners} training tasks x {args.episodes} episodes ({steps} steps)")
+    print(
+        f"{args.source} on watermaze: {args.learners} training tasks x {args.episodes} episodes ({steps} steps), "
+        f"{torch.get_num_threads()} torch threads"
+    )
     if args.source == "privq":
         print(f"config: {dataclasses.replace(SourceConfig().privq, tiebreak=args.tiebreak)}")
     returns, actions, blind_sps = learning_curve(args, family, tasks)

@@ -16,7 +16,7 @@ from algodistill.configs import DataConfig, EvalConfig, MethodConfig, RunConfig,
 from algodistill.encoders import EncoderConfig
 from algodistill.envs import get_family
 from algodistill.errors import UserError
-from algodistill.generate import GenerateConfig, generate
+from algodistill.generate import GenerateConfig, generate, source_threads
 from algodistill.model import ModelConfig
 from algodistill.pipeline import run
 from algodistill.sources import SourceConfig, check_source, fitting_sources, make_source, rollout
@@ -110,6 +110,21 @@ def test_a_learner_does_not_depend_on_its_batch(tmp_path):
         for k in ("obs", "actions", "rewards"):
             assert one[k][0].tobytes() == two[k][1].tobytes(), k
     assert h5py.File(outs[1] / "shard-00000.h5")["actions"][:].std() > 0  # they act, not a constant
+
+
+def test_a_learner_does_not_depend_on_the_thread_count():
+    """Generation gives dqn (and only it) the caller's threads, so its histories must not depend on them."""
+    assert source_threads("dqn", 2) == 2 and source_threads("dqn", 0) == 1 and source_threads("privq", 2) == 1
+    cfg = dataclasses.replace(TINY, channels=(8, 16), stride=2, hidden=(16,))  # convolutions big enough to split
+    threads, runs = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(_dqn(2, 120, cfg)[1])
+    finally:
+        torch.set_num_threads(threads)
+    for k in ("obs", "actions", "rewards"):
+        assert runs[0][k].tobytes() == runs[1][k].tobytes(), k
 
 
 def test_a_tiny_run_distils_dqn_and_runs_it_as_the_source_baselines(tmp_path):

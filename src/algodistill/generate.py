@@ -31,9 +31,8 @@ from algodistill.envs.base import StoresObs
 from algodistill.errors import UserError, check_output, parse_part
 from algodistill.jsonio import jsonable
 from algodistill.progress import Bar
-from algodistill.sources import SourceConfig, check_source, make_source, rollout, source_config
+from algodistill.sources import SourceConfig, check_source, compute_bound, make_source, rollout, source_config
 
-_SOURCE_THREADS = 1  # A2C's batched matmuls are small: a second thread costs more than it gives
 _CHUNK_STEPS = 2000  # steps per rollout call: the progress bar's granularity, and a bound on peak memory
 
 
@@ -160,9 +159,16 @@ def generate_shard(cfg: GenerateConfig, shard: int, on_chunk: Any = None) -> dat
     )
 
 
-def _worker(args: tuple[GenerateConfig, int]) -> int:
-    cfg, shard = args
-    torch.set_num_threads(_SOURCE_THREADS)
+def source_threads(source: str, share: int) -> int:
+    """Torch threads for generating with `source` in a process whose share of the cores is `share`: one for
+    most sources (A2C's batched matmuls are small: a second thread costs more than it gives), the whole share
+    for a compute-bound one (dqn's convolutions). A learner's history does not depend on it (tests/test_dqn.py)."""
+    return max(1, share) if compute_bound(source) else 1
+
+
+def _worker(args: tuple[GenerateConfig, int, int]) -> int:
+    cfg, shard, processes = args
+    torch.set_num_threads(source_threads(cfg.source, (os.cpu_count() or 1) // processes))
     generate_shard(cfg, shard)
     return shard
 
@@ -182,13 +188,14 @@ def generate(cfg: GenerateConfig) -> Path:
     with Bar(f"generate {cfg.env}/{cfg.source}", total=max(total, 1), unit="steps", quiet=cfg.quiet) as bar:
         if cfg.workers > 1 and len(todo) > 1:
             ctx = multiprocessing.get_context("spawn")  # no forked torch/h5py state in the workers
-            with ctx.Pool(min(cfg.workers, len(todo))) as pool:
-                for shard in pool.imap_unordered(_worker, [(cfg, s) for s in todo]):
+            processes = min(cfg.workers, len(todo))
+            with ctx.Pool(processes) as pool:
+                for shard in pool.imap_unordered(_worker, [(cfg, s, processes) for s in todo]):
                     bar.advance(min(cfg.shard_size, cfg.histories - shard * cfg.shard_size) * cfg.steps)
         else:
-            # In this process: the single-thread setting must not leak into what runs next (training).
+            # In this process: the source's thread count must not leak into what runs next (training).
             threads = torch.get_num_threads()
-            torch.set_num_threads(_SOURCE_THREADS)
+            torch.set_num_threads(source_threads(cfg.source, threads))  # the caller's share (pipeline: per replica)
             try:
                 for s in todo:
                     generate_shard(cfg, s, on_chunk=bar.advance)

@@ -120,6 +120,7 @@ class _Entry:
     needs: str  # what `fits` asks of an env, for error messages
     make: Callable[[BatchedEnv, np.ndarray, int, SourceConfig], Source]  # (env, keys, total_steps, cfg)
     config: str | None  # the field of SourceConfig holding its hyperparameters
+    compute_bound: bool = False  # large torch ops (convolutions): generation gives it its share of the cores
 
 
 _SOURCES: dict[str, _Entry] = {
@@ -141,6 +142,7 @@ _SOURCES: dict[str, _Entry] = {
         "image observations with a stored form",
         lambda env, keys, T, cfg: DQN(env, keys, T, cfg.dqn),
         "dqn",
+        compute_bound=True,
     ),
     "replay": _Entry(
         _replayable, "deterministic dynamics and a fixed start", lambda env, keys, T, cfg: Replay(env, keys), None
@@ -173,6 +175,12 @@ def check_source(name: str, env_name: str) -> None:
             f"source={name!r} does not fit env={env_name!r} (it needs {_SOURCES[name].needs}): "
             f"choose one of {', '.join(fits)}"
         )
+
+
+def compute_bound(name: str) -> bool:
+    """Whether source `name`'s torch ops are large enough to use more than one thread: dqn's convolutions
+    (1.5x its env steps/s on 2 threads against 1, RESULTS.md); every other source's batched ops are small."""
+    return _SOURCES[name].compute_bound
 
 
 def source_config(name: str, cfg: SourceConfig) -> dict[str, Any]:
