@@ -15,7 +15,8 @@ resolution, so its curve's steps/s is the generation loop's.
     .venv/bin/python benchmarks/watermaze_source.py --learners 900 --episodes 500
     .venv/bin/python benchmarks/watermaze_source.py --source replay --learners 900 --episodes 200
     .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 8 --episodes 300
-    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 64 --episodes 40 --threads 1
+    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 16 --episodes 40 --threads 1
+    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 64 --episodes 20 --update-chunk 64
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from algodistill import rng
 from algodistill.envs import get_family
 from algodistill.envs.watermaze import WatermazeEnv, WatermazeFamily
 from algodistill.sources import SourceConfig, make_source, rollout
+from algodistill.sources import dqn as dqn_module
 from algodistill.sources.dqn import DQN, DQNConfig
 from algodistill.sources.privq import PrivQ
 from algodistill.sources.replay import Replay
@@ -56,6 +58,8 @@ class Args:
     """the source: privq, replay (search, then replay the rewarded episode; the Watermaze presets') or dqn"""
     dqn: DQNConfig = dataclasses.field(default_factory=DQNConfig)
     """dqn's hyperparameters"""
+    update_chunk: int = dqn_module.UPDATE_CHUNK
+    """dqn's learners per update pass (`sources.dqn.UPDATE_CHUNK`; the learning does not depend on it)"""
     threads: int = 0
     """torch threads (0: torch's default, every core; generation gives dqn the same, and one thread to the
     other sources, `generate.source_threads`)"""
@@ -110,6 +114,7 @@ def rendered_steps_per_second(args: Args, tasks: np.ndarray) -> float:
 def main(args: Args) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    dqn_module.UPDATE_CHUNK = args.update_chunk
     family = get_family("watermaze")
     assert isinstance(family, WatermazeFamily)
     train = family.split("train")
@@ -134,6 +139,8 @@ def main(args: Args) -> None:
     print(f"learners with a last-10% return under 0.5: {(last < 0.5).sum()} of {len(tasks)}")
     # what AD can read from its context: how often an episode repeats the actions of one 20 episodes before
     for e in (args.episodes // 2, args.episodes * 4 // 5, args.episodes - 1):
+        if e < 20:  # a history too short to compare with 20 episodes before
+            continue
         same = (actions[:, e] == actions[:, e - 20]).mean()
         print(f"actions of episode {e + 1} equal to those of episode {e - 19}: {same:.0%}")
     if args.source == "dqn":

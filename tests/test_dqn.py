@@ -20,6 +20,7 @@ from algodistill.generate import GenerateConfig, generate, source_threads
 from algodistill.model import ModelConfig
 from algodistill.pipeline import run
 from algodistill.sources import SourceConfig, check_source, fitting_sources, make_source, rollout
+from algodistill.sources import dqn as dqn_module
 from algodistill.sources.dqn import DQN, DQNConfig, q_lambda_returns
 
 ENV = "watermaze-small"
@@ -112,6 +113,20 @@ def test_a_learner_does_not_depend_on_its_batch(tmp_path):
     assert h5py.File(outs[1] / "shard-00000.h5")["actions"][:].std() > 0  # they act, not a constant
 
 
+def test_a_learners_weights_do_not_depend_on_its_batch_or_chunk(monkeypatch):
+    """Learner 0 alone, three learners updated together, then in chunks of 2 + 1 (`UPDATE_CHUNK`): the same
+    histories and the same weights, to the bit (a lone learner's convolution rounds differently unless padded)."""
+    src, whole = _dqn(3, 80)
+    alone_src, alone = _dqn(1, 80)
+    monkeypatch.setattr(dqn_module, "UPDATE_CHUNK", 2)
+    chunked_src, chunked = _dqn(3, 80)
+    assert src.updates == chunked_src.updates > 20
+    for k in ("obs", "actions", "rewards"):
+        assert whole[k].tobytes() == chunked[k].tobytes() and whole[k][:1].tobytes() == alone[k].tobytes(), k
+    for k, v in src.params.items():
+        assert torch.equal(v, chunked_src.params[k]) and torch.equal(v[:1], alone_src.params[k]), k
+
+
 def test_a_learner_does_not_depend_on_the_thread_count():
     """Generation gives dqn (and only it) the caller's threads, so its histories must not depend on them."""
     assert source_threads("dqn", 2) == 2 and source_threads("dqn", 0) == 1 and source_threads("privq", 2) == 1
@@ -120,11 +135,14 @@ def test_a_learner_does_not_depend_on_the_thread_count():
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            runs.append(_dqn(2, 120, cfg)[1])
+            runs.append(_dqn(2, 120, cfg))
     finally:
         torch.set_num_threads(threads)
+    (one, one_data), (two, two_data) = runs
     for k in ("obs", "actions", "rewards"):
-        assert runs[0][k].tobytes() == runs[1][k].tobytes(), k
+        assert one_data[k].tobytes() == two_data[k].tobytes(), k
+    for k, v in one.params.items():
+        assert torch.equal(v, two.params[k]), k
 
 
 def test_a_tiny_run_distils_dqn_and_runs_it_as_the_source_baselines(tmp_path):

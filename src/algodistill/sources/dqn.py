@@ -51,6 +51,12 @@ from algodistill.errors import UserError
 from algodistill.rng import Stream
 from algodistill.sources.common import linear_epsilon
 
+UPDATE_CHUNK = 16
+"""learners whose update runs at once. An update draws B (L + 1) frames per learner (CPU defaults: 44, 0.9 MB
+as float32 at 36 x 48) and keeps their activations for the backward pass, so a shard of 500 learners at once
+would hold tens of GB; 16 at a time bound it, and run faster than 64 at once (RESULTS.md). A learner's update
+does not depend on its chunk (tests/test_dqn.py)."""
+
 
 @dataclass(frozen=True)
 class DQNConfig:
@@ -216,6 +222,12 @@ class DQN:
 
     def q_values(self, params: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
         """Every learner's network on its own frames. (N, M, C, H, W) -> (N, M, A)"""
+        if frames.shape[0] == 1:
+            # vmap over one learner runs a plain convolution, over several a grouped one, and the two round
+            # differently: a lone learner runs beside a copy of itself, so that its weights are the same bits
+            # in a shard or an update chunk of one (the copy's output is dropped, so it adds no gradient).
+            two = {k: v.expand(2, *v.shape[1:]) for k, v in params.items()}
+            return self.q_values(two, frames.expand(2, *frames.shape[1:]))[:1]
         return vmap(lambda p, x: functional_call(self.net, p, (x,)))(params, frames)
 
     def epsilon(self, t: int) -> float:
@@ -262,31 +274,38 @@ class DQN:
         )
 
     def _learn(self) -> None:
-        """One Q(lambda) update of every learner on its own batch from its own replay."""
-        cfg, dev = self.cfg, self.device
+        """One Q(lambda) update of every learner on its own batch from its own replay, UPDATE_CHUNK learners at
+        a time: each learner's gradient is its own, so the chunks only bound the memory of the frames."""
         stored, a, r, done = self._sample()  # (N, B, L + 1, 3), (N, B, L) x 3
-        N, B, L = a.shape
-        frames = self._frames(stored.reshape(N, B * (L + 1), -1))  # (N, B (L + 1), C, H, W)
+        parts = [self._grads(slice(lo, lo + UPDATE_CHUNK), stored, a, r, done) for lo in range(0, self.n, UPDATE_CHUNK)]
+        self._adam(tuple(torch.cat(g) for g in zip(*parts, strict=True)))
+        self.updates += 1
+        if self.updates % self.cfg.target_period == 0:
+            self.target = {k: v.clone() for k, v in self.params.items()}
+
+    def _grads(
+        self, rows: slice, stored: np.ndarray, a: np.ndarray, r: np.ndarray, done: np.ndarray
+    ) -> tuple[torch.Tensor, ...]:
+        """The Q(lambda) loss's gradient for learners `rows` (M of them), one tensor (M, *shape) per parameter."""
+        cfg, dev = self.cfg, self.device
+        stored, a, r, done = stored[rows], a[rows], r[rows], done[rows]
+        M, B, L = a.shape
+        frames = self._frames(stored.reshape(M, B * (L + 1), -1))  # (M, B (L + 1), C, H, W)
         with torch.no_grad():
-            q_tgt = self.q_values(self.target, frames).view(N, B, L + 1, -1)  # (N, B, L + 1, A)
+            target = {k: v[rows] for k, v in self.target.items()}
+            q_tgt = self.q_values(target, frames).view(M, B, L + 1, -1)  # (M, B, L + 1, A)
             G = q_lambda_returns(
                 torch.from_numpy(r).to(dev),
                 torch.from_numpy(done).to(dev),
                 q_tgt[:, :, 1:].amax(dim=3),
                 cfg.gamma,
                 cfg.lam,
-            )  # (N, B, L)
-        params = {k: v.requires_grad_(True) for k, v in self.params.items()}
-        q = self.q_values(params, frames.unflatten(1, (B, L + 1))[:, :, :L].flatten(1, 2))  # (N, B L, A)
-        q_sa = q.view(N, B, L, -1).gather(3, torch.from_numpy(a).to(dev)[..., None])[..., 0]  # (N, B, L)
+            )  # (M, B, L)
+        params = {k: v[rows].detach().requires_grad_(True) for k, v in self.params.items()}
+        q = self.q_values(params, frames.unflatten(1, (B, L + 1))[:, :, :L].flatten(1, 2))  # (M, B L, A)
+        q_sa = q.view(M, B, L, -1).gather(3, torch.from_numpy(a).to(dev)[..., None])[..., 0]  # (M, B, L)
         loss = F.huber_loss(q_sa, G, reduction="none").mean(dim=(1, 2)).sum()  # learners add: own gradients
-        grads = torch.autograd.grad(loss, list(params.values()))
-        for v in self.params.values():
-            v.requires_grad_(False)
-        self._adam(grads)
-        self.updates += 1
-        if self.updates % cfg.target_period == 0:
-            self.target = {k: v.clone() for k, v in self.params.items()}
+        return torch.autograd.grad(loss, list(params.values()))
 
     @torch.no_grad()
     def _adam(self, grads: tuple[torch.Tensor, ...]) -> None:
