@@ -14,14 +14,15 @@ Per learner (Mnih et al. 2015; Peng's Q(lambda), Peng & Williams 1996):
 
 Batching. The N learners' weights are stacked on a leading axis and run through one template network
 with `torch.func.vmap` (a grouped convolution per layer), the loss is summed over learners (so each
-learner's gradient is its own), and clipping and Adam are per learner and elementwise with single-
-rounding ops (as `a2c.py`). Acting draws frames from the env's stored form too, so generation skips
+learner's gradient is its own; updates run UPDATE_CHUNK learners at a time, to bound the frames' memory), and
+clipping and Adam are per learner and elementwise with single-rounding ops (as `a2c.py`). Acting draws frames from the env's stored form too, so generation skips
 the env's own drawing (`reads_obs = False`).
 
 Determinism. Initial weights come from a torch generator seeded by the learner's key; the epsilon coin,
 random actions and replay draws from `rng.uniform(keys, counter, stream)`. On the CPU a learner's history
-does not depend on how many learners share its batch (tests/test_dqn.py); on a GPU the convolution
-algorithm may change with the batch, so bytes can differ with the shard size there.
+and weights do not depend on how many learners share its batch or update chunk, nor on the thread count
+(tests/test_dqn.py); on a GPU the convolution algorithm may change with the batch, so bytes can differ with
+the shard size there.
 
 Table 5 against ours (docs/fidelity.md): Table 5's actors (16 per learner), overlap of rollouts (31) and
 offline data fraction (0.7) belong to a distributed learner and are not modelled: one actor per learner,
