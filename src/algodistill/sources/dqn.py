@@ -14,9 +14,9 @@ Per learner (Mnih et al. 2015; Peng's Q(lambda), Peng & Williams 1996):
 
 Batching. The N learners' weights are stacked on a leading axis and run through one template network
 with `torch.func.vmap` (a grouped convolution per layer), the loss is summed over learners (so each
-learner's gradient is its own; updates run UPDATE_CHUNK learners at a time, to bound the frames' memory), and
-clipping and Adam are per learner and elementwise with single-rounding ops (as `a2c.py`). Acting draws frames from the env's stored form too, so generation skips
-the env's own drawing (`reads_obs = False`).
+learner's gradient is its own; updates run UPDATE_CHUNK learners at a time, to bound the frames' memory),
+and clipping and Adam are per learner and elementwise with single-rounding ops (as `a2c.py`). Acting draws
+frames from the env's stored form too, so generation skips the env's own drawing (`reads_obs = False`).
 
 Determinism. Initial weights come from a torch generator seeded by the learner's key; the epsilon coin,
 random actions and replay draws from `rng.uniform(keys, counter, stream)`. On the CPU a learner's history
