@@ -16,7 +16,8 @@ resolution, so its curve's steps/s is the generation loop's.
     .venv/bin/python benchmarks/watermaze_source.py --source replay --learners 900 --episodes 200
     .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 8 --episodes 300
     .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 16 --episodes 40 --threads 1
-    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 64 --episodes 20 --update-chunk 64
+    .venv/bin/python benchmarks/watermaze_source.py --source dqn --learners 64 --episodes 10 --dqn.learn-start 100 \
+        --update-chunk 64
 """
 
 from __future__ import annotations
