@@ -7,6 +7,7 @@ on the CPU everything is float32, which keeps runs bit-exact and resumable there
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Literal
 
 import torch
@@ -14,6 +15,11 @@ import torch
 from algodistill.errors import UserError
 
 DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+def cpu_share(processes: int) -> int:
+    """This machine's cores split between `processes` processes running side by side (at least one each)."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def pick_device(device: DeviceName, local_rank: int | None = None) -> torch.device:

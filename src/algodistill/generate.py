@@ -26,6 +26,7 @@ import tyro
 
 from algodistill import __version__, dataset, rng
 from algodistill.dataset import Histories
+from algodistill.device import cpu_share
 from algodistill.envs import get_family
 from algodistill.envs.base import StoresObs
 from algodistill.errors import UserError, check_output, parse_part
@@ -168,7 +169,7 @@ def source_threads(source: str, share: int) -> int:
 
 def _worker(args: tuple[GenerateConfig, int, int]) -> int:
     cfg, shard, processes = args
-    torch.set_num_threads(source_threads(cfg.source, (os.cpu_count() or 1) // processes))
+    torch.set_num_threads(source_threads(cfg.source, cpu_share(processes)))
     generate_shard(cfg, shard)
     return shard
 

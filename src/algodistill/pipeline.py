@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch
 from algodistill.atomic import atomic_write_json
 from algodistill.checkpoint import CKPT_NAME, safe_torch_load
 from algodistill.configs import MethodConfig, RunConfig, TrainJob, parse_replicas, run_hash
-from algodistill.device import pick_device
+from algodistill.device import cpu_share, pick_device
 from algodistill.envs import TaskFamily, get_family
 from algodistill.errors import check_output
 from algodistill.evaluate import eval_streams, evaluate_checkpoint, evaluate_policy, rollout_source, save_returns
@@ -241,7 +240,7 @@ def _replica(cfg: RunConfig, seed: int, reuse: Sequence[Path] = ()) -> tuple[dic
 
 def _share_cores(workers: int) -> None:
     """Replica workers split the machine's cores between them instead of each taking all."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    torch.set_num_threads(cpu_share(workers))
 
 
 def _conds(family: TaskFamily) -> list[tuple[str, str]]:
